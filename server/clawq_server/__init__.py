@@ -1,0 +1,1 @@
+"""clawq server: queues, runs, caches and records tool calls for AI agents."""

@@ -1,0 +1,138 @@
+"""The domain error tree. Each error carries its wire reason; api/status.py maps them to gRPC.
+
+ClawqError
+├── InvalidArgument          (INVALID_ARGUMENT; field violations name the fields)
+├── NotFound                 (NOT_FOUND)
+├── IdempotencyKeyReused     (ALREADY_EXISTS)
+├── TaskAlreadyFinished      (FAILED_PRECONDITION)
+├── PolicyDenied             (PERMISSION_DENIED)
+├── Unauthenticated          (UNAUTHENTICATED)
+├── ResourceExhausted        (RESOURCE_EXHAUSTED, retry_after)
+├── BackendUnavailable       (UNAVAILABLE, retry_after)
+├── LeaseLost                (ABORTED)
+└── ToolFailure              (a tool's own failure: becomes a FAILED task, not an RPC error)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field: its path in the request (e.g. ``calls[3].args.path``) and why."""
+
+    field: str
+    description: str
+
+
+class ClawqError(Exception):
+    """Base of every error clawq raises on purpose."""
+
+    reason = "INTERNAL"
+    retryable = False
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class InvalidArgument(ClawqError):
+    """The request is malformed; field_violations say where."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        message: str,
+        violations: Sequence[FieldViolation] = (),
+        *,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.violations = list(violations)
+
+    @classmethod
+    def field(cls, name: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        """An error about one field."""
+        return cls(f"{name}: {description}", [FieldViolation(name, description)], reason=reason)
+
+    def prefixed(self, prefix: str) -> InvalidArgument:
+        """The same error with every field path put under prefix (e.g. ``calls[3].``)."""
+        moved = [FieldViolation(prefix + v.field, v.description) for v in self.violations]
+        return InvalidArgument(self.message, moved, reason=self.reason)
+
+
+class NotFound(ClawqError):
+    """The task or tool does not exist (or is not the caller's)."""
+
+    reason = "TASK_NOT_FOUND"
+
+
+class IdempotencyKeyReused(ClawqError):
+    """The idempotency key was already used with other arguments."""
+
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+class TaskAlreadyFinished(ClawqError):
+    """The task is terminal, so it cannot be cancelled."""
+
+    reason = "TASK_ALREADY_FINISHED"
+
+
+class PolicyDenied(ClawqError):
+    """Policy forbids the call."""
+
+    reason = "POLICY_DENIED"
+
+
+class Unauthenticated(ClawqError):
+    """No or bad credentials."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(ClawqError):
+    """The queue is full or the caller is over its rate; try again after retry_after seconds."""
+
+    reason = "QUEUE_FULL"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class BackendUnavailable(ClawqError):
+    """Redis or SQLite cannot be reached."""
+
+    reason = "BACKEND_UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LeaseLost(ClawqError):
+    """The lease expired or was taken over; the completion is refused."""
+
+    reason = "LEASE_LOST"
+
+
+class ToolFailure(ClawqError):
+    """A tool could not do what was asked; the task ends FAILED with this code and reason.
+
+    code is a canonical status name such as NOT_FOUND or PERMISSION_DENIED.
+    """
+
+    def __init__(
+        self, code: str, reason: str, message: str, *, retryable: bool = False
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.code = code
+        self.retryable = retryable

@@ -1,0 +1,69 @@
+"""A principal and everything policy allows it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """A directory a principal may use; read-only roots refuse writes and deletes."""
+
+    path: Path
+    writable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits of a principal's commands and Python runs, and of file tools."""
+
+    timeout_s: float = 30.0
+    max_timeout_s: float = 300.0
+    idle_timeout_s: float = 10.0
+    cpu_s: int = 30
+    memory_bytes: int = 1 << 30
+    processes: int = 64
+    file_size_bytes: int = 64 << 20
+    open_files: int = 256
+    max_output_bytes: int = 1 << 20
+    max_stdin_bytes: int = 1 << 20
+    max_read_bytes: int = 8 << 20
+    max_write_bytes: int = 16 << 20
+    max_list_entries: int = 10_000
+    max_list_depth: int = 32
+
+
+DEFAULT_DENY_PATTERNS = (".ssh", ".env", ".git/config", "*.pem", "*.key")
+
+DEFAULT_COMMANDS = (
+    "ls", "cat", "head", "tail", "wc", "grep", "find", "sort", "diff", "git",
+    "echo", "true", "false", "uniq", "cut", "tr", "stat", "file", "du", "tar",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling and what they may do."""
+
+    name: str
+    roots: tuple[Root, ...]
+    tools: frozenset[str] | None = None  # None: every registered tool
+    commands: tuple[str, ...] = DEFAULT_COMMANDS
+    env_allow: frozenset[str] = frozenset()
+    deny_patterns: tuple[str, ...] = DEFAULT_DENY_PATTERNS
+    python_enabled: bool = False
+    python_imports: frozenset[str] = frozenset(
+        {"math", "json", "re", "itertools", "functools", "collections", "datetime",
+         "statistics", "string", "random", "decimal", "fractions", "textwrap", "heapq",
+         "bisect", "operator", "typing", "dataclasses", "enum", "time"}
+    )
+    allow_recursive_delete: bool = False
+    limits: Limits = field(default_factory=Limits)
+    rate_per_s: float = 0.0  # 0: unlimited
+    burst: int = 0
+    max_queued: int = 0  # 0: unlimited
+
+    def may_use(self, tool: str) -> bool:
+        """True when the tool is on this principal's list (or there is no list)."""
+        return self.tools is None or tool in self.tools

@@ -1,0 +1,1 @@
+"""Durable task queues: the protocol and its SQLite and Redis implementations."""

@@ -1,0 +1,104 @@
+"""The task queue protocol every backend implements; one behaviour suite tests them all."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from clawq_server.model import (
+    Completion,
+    HeartbeatOutcome,
+    Lease,
+    NewTask,
+    QueueStats,
+    SubmitOutcome,
+    Task,
+    TaskPage,
+    TaskQuery,
+    TaskState,
+)
+
+
+class TaskQueue(Protocol):
+    """A durable queue that also stores every task it has seen.
+
+    ``principal=None`` means an unscoped (admin or worker) lookup; otherwise a task of
+    another principal behaves as if it did not exist.
+    """
+
+    async def start(self) -> None:
+        """Open connections and create what the backend needs."""
+
+    async def close(self) -> None:
+        """Release connections; pending writes are committed first."""
+
+    async def submit(self, tasks: Sequence[NewTask], *, atomic: bool = False) -> list[
+        SubmitOutcome | Exception
+    ]:
+        """Store tasks, acknowledging each only once it is durable.
+
+        An idempotency key already used by the same principal with the same args_hash
+        yields the existing task (existing=True); with another args_hash it yields an
+        IdempotencyKeyReused in that task's place. With atomic=True any such conflict
+        raises it and stores nothing. Raises ResourceExhausted when the queue is full.
+        """
+        ...
+
+    async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
+        """The tasks that exist (and belong to principal), in the order asked."""
+        ...
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks newest first, filtered and paged by query."""
+        ...
+
+    async def cancel(self, task_id: str, principal: str | None) -> Task:
+        """Cancel a queued task at once, or ask the worker of a running one to stop.
+
+        Raises NotFound, or TaskAlreadyFinished for a terminal task.
+        """
+        ...
+
+    async def wait(self, task_id: str, principal: str | None, timeout: float) -> Task:
+        """The task once terminal, or as it is when timeout seconds have passed."""
+        ...
+
+    async def lease(
+        self,
+        worker_id: str,
+        tools: Collection[str] | None,
+        limit: int,
+        lease_for: timedelta,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Hand out up to limit ready tasks of the given tools (None: any), highest
+        priority first, waiting up to wait seconds for one. Expired leases are reclaimed
+        first: read-only or idempotent tasks go back to the queue, others end FAILED
+        with reason WORKER_LOST."""
+        ...
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], lease_for: timedelta
+    ) -> HeartbeatOutcome:
+        """Extend (task_id, token) leases; report lost ones and cancelled ones."""
+        ...
+
+    async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
+        """Record the outcome of a leased task, fenced by token (LeaseLost if stale).
+
+        A retryable error requeues with backoff until max_attempts, then DEAD.
+        """
+        ...
+
+    async def release(self, task_id: str, token: str) -> None:
+        """Give a leased task back without counting the attempt (graceful shutdown)."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Depths and counts."""
+        ...
+
+    async def requeue_dead(self, ids: Sequence[str] | None) -> int:
+        """Put DEAD tasks (all when ids is None) back in the queue; the count moved."""
+        ...
