@@ -1,0 +1,230 @@
+"""The embedded task queue on one SQLite file: group-committed writes, leases, waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+from clawq_server.errors import BackendUnavailable, NotFound
+from clawq_server.model import (
+    Completion,
+    HeartbeatOutcome,
+    Lease,
+    NewTask,
+    QueueStats,
+    RetryPolicy,
+    SubmitOutcome,
+    Task,
+    TaskPage,
+    TaskQuery,
+    TaskState,
+)
+from clawq_server.queue import sqlite_ops as ops
+from clawq_server.queue import sqlite_reads as reads
+from clawq_server.queue.sqlite_db import Effects, SqliteDb
+from clawq_server.queue.sqlite_schema import apply_schema
+
+log = logging.getLogger(__name__)
+
+# UPDATE ... RETURNING arrived in SQLite 3.35.
+MIN_SQLITE = (3, 35, 0)
+# Waiters re-read this often to see transitions made by another process on the same file.
+FALLBACK_POLL_S = 1.0
+DEFAULT_RETRY = RetryPolicy()
+
+
+class SqliteQueue:
+    """A TaskQueue on one SQLite file; see queue/base.py for the semantics of each method.
+
+    One writer thread commits every write; concurrent calls share a transaction, so
+    a batch of submissions costs one thread hop and one commit. Reads go to a small
+    pool of reader threads, each with its own connection (WAL lets them run beside
+    the writer). Waiters and idle workers are woken in process by the commits this
+    queue makes, and re-check every FALLBACK_POLL_S for other processes' commits.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        max_queued: int = 0,
+        readers: int = 2,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is older than 3.35")
+        self._retry = retry
+        self._max_queued = max_queued
+        self._sweep_interval = sweep_interval
+        self._db = SqliteDb(Path(path), readers, self._on_commit)
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._work = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the file (creating the schema) and start the expired-lease sweeper."""
+        await self._db.start(apply_schema)
+        if self._sweep_interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep(), name="clawq-sqlite-sweeper")
+
+    async def close(self) -> None:
+        """Commit pending writes and close every connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self._db.close()
+
+    async def submit(
+        self, tasks: Sequence[NewTask], *, atomic: bool = False
+    ) -> list[SubmitOutcome | Exception]:
+        """Store tasks; returns once they are committed."""
+        if not tasks:
+            return []
+        op = partial(
+            ops.submit, tasks=tasks, atomic=atomic, max_queued=self._max_queued,
+            retry=self._retry,
+        )
+        result: list[SubmitOutcome | Exception] = await self._db.write(op)
+        return result
+
+    async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
+        """The tasks that exist (and belong to principal), in the order asked."""
+        if not ids:
+            return []
+        op = partial(reads.get_many, ids=ids, principal=principal)
+        tasks: list[Task] = await self._db.read(op)
+        return tasks
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks newest first, filtered and paged by query."""
+        page: TaskPage = await self._db.read(partial(reads.list_tasks, query=query))
+        return page
+
+    async def cancel(self, task_id: str, principal: str | None) -> Task:
+        """Cancel a queued task now, or flag a running one for its worker."""
+        op = partial(ops.cancel, task_id=task_id, principal=principal, now=time.time())
+        task: Task = await self._db.write(op)
+        return task
+
+    async def wait(
+        self,
+        task_id: str,
+        principal: str | None,
+        timeout: float,  # noqa: ASYNC109  (the TaskQueue protocol takes timeout as a value)
+    ) -> Task:
+        """The task once terminal, or as it is after timeout seconds."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        woken = asyncio.Event()
+        self._waiters.setdefault(task_id, set()).add(woken)
+        try:
+            while True:
+                woken.clear()
+                task = await self._get_one(task_id, principal)
+                remaining = deadline - time.monotonic()
+                if task.done or remaining <= 0:
+                    return task
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, FALLBACK_POLL_S))
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(woken)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    async def lease(
+        self,
+        worker_id: str,
+        tools: Collection[str] | None,
+        limit: int,
+        lease_for: timedelta,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Claim up to limit ready tasks, waiting up to wait seconds for one."""
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            signal = self._work  # replaced on every notification, so none is missed
+            now = time.time()
+            token = secrets.token_hex(16)
+            expires = now + lease_for.total_seconds()
+            op = partial(
+                ops.lease, tools=tools, limit=limit, now=now, expires=expires, token=token,
+                worker_id=worker_id,
+            )
+            tasks, next_due = await self._db.write(op)
+            remaining = deadline - time.monotonic()
+            if tasks or remaining <= 0:
+                until = datetime.fromtimestamp(expires, UTC)
+                return [Lease(task=t, token=token, expires=until) for t in tasks]
+            pause = min(remaining, FALLBACK_POLL_S)
+            if next_due is not None:
+                pause = min(pause, max(next_due - time.time(), 0.001))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), pause)
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], lease_for: timedelta
+    ) -> HeartbeatOutcome:
+        """Extend leases; report lost ones and ones whose task was cancelled."""
+        if not leases:
+            return HeartbeatOutcome()
+        expires = time.time() + lease_for.total_seconds()
+        outcome: HeartbeatOutcome = await self._db.write(
+            lambda conn, _fx: ops.heartbeat(conn, leases, expires)
+        )
+        return outcome
+
+    async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
+        """Record a leased task's outcome, fenced by its token."""
+        op = partial(
+            ops.complete, task_id=task_id, token=token, completion=completion,
+            now=time.time(), retry=self._retry,
+        )
+        state: TaskState = await self._db.write(op)
+        return state
+
+    async def release(self, task_id: str, token: str) -> None:
+        """Give a leased task back without counting the attempt."""
+        await self._db.write(partial(ops.release, task_id=task_id, token=token, now=time.time()))
+
+    async def stats(self) -> QueueStats:
+        """Depths and counts."""
+        result: QueueStats = await self._db.read(partial(reads.stats, now=time.time()))
+        return result
+
+    async def requeue_dead(self, ids: Sequence[str] | None) -> int:
+        """Put DEAD tasks back in the queue; the count moved."""
+        moved: int = await self._db.write(partial(ops.requeue_dead, ids=ids, now=time.time()))
+        return moved
+
+    async def _get_one(self, task_id: str, principal: str | None) -> Task:
+        found = await self.get_many([task_id], principal)
+        if not found:
+            raise NotFound(f"task {task_id} not found")
+        return found[0]
+
+    def _on_commit(self, effects: Effects) -> None:
+        for task_id in effects.terminal:
+            for woken in self._waiters.get(task_id, ()):
+                woken.set()
+        if effects.work:
+            self._work.set()
+            self._work = asyncio.Event()
+
+    async def _sweep(self) -> None:
+        # Without it, a lost lease would be settled only when a worker next asks for work.
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                await self._db.write(partial(ops.reclaim_expired, now=time.time()))
+            except BackendUnavailable as exc:
+                log.warning("expired-lease sweep failed: %s", exc)

@@ -1,0 +1,172 @@
+"""The SQLite task table: its schema and the conversions between rows and domain objects."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from clawq_server.model import (
+    NewTask,
+    SideEffect,
+    Task,
+    TaskError,
+    TaskState,
+    ToolResult,
+    from_epoch,
+)
+
+SCHEMA_VERSION = 1
+
+# Timestamps are REAL epoch seconds; args and outputs are BLOBs; result metadata is JSON.
+_DDL = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id               TEXT PRIMARY KEY,
+    principal        TEXT NOT NULL,
+    tool             TEXT NOT NULL,
+    args_json        BLOB NOT NULL,
+    args_hash        TEXT NOT NULL,
+    side_effect      TEXT NOT NULL,
+    idem_key         TEXT,
+    priority         INTEGER NOT NULL,
+    max_attempts     INTEGER NOT NULL,
+    idempotent       INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    created          REAL NOT NULL,
+    not_before       REAL NOT NULL,
+    started          REAL,
+    finished         REAL,
+    lease_token      TEXT,
+    lease_expires    REAL,
+    worker_id        TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    output           BLOB,
+    stderr           BLOB,
+    result_meta      BLOB,
+    error_code       TEXT,
+    error_reason     TEXT,
+    error_message    TEXT
+);
+-- NULL keys (no idempotency key) never conflict.
+CREATE UNIQUE INDEX IF NOT EXISTS ux_tasks_idem ON tasks(principal, idem_key);
+-- Leasing order, and per-state counts for stats.
+CREATE INDEX IF NOT EXISTS ix_tasks_queue ON tasks(state, priority DESC, not_before, created);
+-- The next delayed task to wake for, and expired leases to reclaim.
+CREATE INDEX IF NOT EXISTS ix_tasks_due ON tasks(not_before) WHERE state = 'QUEUED';
+CREATE INDEX IF NOT EXISTS ix_tasks_lease ON tasks(lease_expires) WHERE state = 'RUNNING';
+-- Listing a principal's tasks newest first.
+CREATE INDEX IF NOT EXISTS ix_tasks_listing ON tasks(principal, created, id);
+"""
+
+COLUMNS = (
+    "id, principal, tool, args_json, state, side_effect, attempt, max_attempts, priority,"
+    " idem_key, idempotent, created, not_before, started, finished, output, stderr,"
+    " result_meta, error_code, error_reason, error_message"
+)
+
+INSERT = (
+    "INSERT INTO tasks (id, principal, tool, args_json, args_hash, side_effect, idem_key,"
+    " priority, max_attempts, idempotent, state, created, not_before)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)"
+)
+
+
+def apply_schema(conn: sqlite3.Connection) -> None:
+    """Create the table and indexes if missing; refuse a file from a newer version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"queue database schema {version} is newer than {SCHEMA_VERSION}")
+    conn.executescript(_DDL)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def insert_params(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
+    """The INSERT parameters of a new task."""
+    return (
+        task.id,
+        task.principal,
+        task.tool,
+        task.args_json,
+        task.args_hash,
+        task.side_effect.value,
+        task.idempotency_key or None,
+        task.priority,
+        max_attempts,
+        int(task.idempotent),
+        task.created.timestamp(),
+        task.not_before.timestamp(),
+    )
+
+
+def result_params(result: ToolResult | None) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The (output, stderr, result_meta) columns of a result."""
+    if result is None:
+        return None, None, None
+    meta = {
+        "truncated": result.truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "payload": result.payload,
+        "cached": result.cached,
+    }
+    return result.output, result.stderr, orjson.dumps(meta)
+
+
+def error_params(error: TaskError | None) -> tuple[str | None, str | None, str | None]:
+    """The (error_code, error_reason, error_message) columns of an error."""
+    if error is None:
+        return None, None, None
+    return error.code, error.reason, error.message
+
+
+def row_to_task(row: Sequence[Any]) -> Task:
+    """A Task from a row selected with COLUMNS."""
+    (tid, principal, tool, args_json, state, side_effect, attempt, max_attempts, priority,
+     idem_key, idempotent, created, not_before, started, finished, output, stderr,
+     result_meta, error_code, error_reason, error_message) = row
+    return Task(
+        id=tid,
+        principal=principal,
+        tool=tool,
+        args=orjson.loads(args_json),
+        state=TaskState(state),
+        side_effect=SideEffect(side_effect),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        priority=priority,
+        idempotency_key=idem_key or "",
+        idempotent=bool(idempotent),
+        created=_aware(created),
+        not_before=_aware(not_before),
+        started=from_epoch(started),
+        finished=from_epoch(finished),
+        result=_result(output, stderr, result_meta),
+        error=None if error_code is None else TaskError(error_code, error_reason, error_message),
+    )
+
+
+def _aware(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _result(
+    output: bytes | None, stderr: bytes | None, meta_json: bytes | None
+) -> ToolResult | None:
+    if meta_json is None:
+        return None
+    meta = orjson.loads(meta_json)
+    return ToolResult(
+        output=output or b"",
+        truncated=meta["truncated"],
+        stderr=stderr or b"",
+        stderr_truncated=meta["stderr_truncated"],
+        exit_code=meta["exit_code"],
+        signal=meta["signal"],
+        payload=meta["payload"],
+        cached=meta["cached"],
+    )
