@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ import pytest
 from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.sqlite import SqliteQueue
 
-from .helpers import QueueOptions
+from .helpers import MakeQueue, QueueOptions
 
 QueueFactory = Callable[[Path, QueueOptions], AbstractAsyncContextManager[TaskQueue]]
 
@@ -31,8 +31,6 @@ async def sqlite_queue(tmp: Path, options: QueueOptions) -> AsyncIterator[TaskQu
 
 # Every backend the suite runs against; add a name and an async context factory.
 QUEUE_FACTORIES: dict[str, QueueFactory] = {"sqlite": sqlite_queue}
-
-MakeQueue = Callable[..., Awaitable[TaskQueue]]
 
 
 @pytest.fixture(params=sorted(QUEUE_FACTORIES))

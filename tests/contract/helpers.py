@@ -13,10 +13,14 @@ from typing import Any, TypeVar
 
 import orjson
 from clawq_server.model import NewTask, RetryPolicy, SideEffect, utcnow
+from clawq_server.queue.base import TaskQueue
 
 T = TypeVar("T")
 
 READ_ONLY_TOOLS = frozenset({"read_file", "list_directory"})
+
+# Opens a queue of the backend under test; keyword arguments are QueueOptions fields.
+MakeQueue = Callable[..., Awaitable[TaskQueue]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,7 @@ from clawq_server.errors import IdempotencyKeyReused, ResourceExhausted
 from clawq_server.model import SideEffect, SubmitOutcome, TaskState
 from clawq_server.queue.base import TaskQueue
 
-from .conftest import MakeQueue
-from .helpers import new_task
+from .helpers import MakeQueue, new_task
 
 
 async def test_submit_then_get_round_trips_the_task(queue: TaskQueue) -> None:
