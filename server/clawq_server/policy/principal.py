@@ -63,6 +63,7 @@ class Principal:
     rate_per_s: float = 0.0  # 0: unlimited
     burst: int = 0
     max_queued: int = 0  # 0: unlimited
+    worker: bool = False  # may lease and complete tasks through WorkerService
 
     def may_use(self, tool: str) -> bool:
         """True when the tool is on this principal's list (or there is no list)."""

@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers translating protobuf to domain calls, auth, error mapping."""

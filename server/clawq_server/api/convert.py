@@ -1,0 +1,186 @@
+"""Pure conversions between protobuf messages and domain types."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clawq.v1 import task_pb2 as pb
+from clawq_server.errors import InvalidArgument
+from clawq_server.model import Call, SideEffect, Task, TaskError, TaskState, ToolResult
+
+BUILTIN_ARGS: dict[str, type[Message]] = {
+    "read_file": pb.ReadFileArgs,
+    "write_file": pb.WriteFileArgs,
+    "list_directory": pb.ListDirectoryArgs,
+    "delete_file": pb.DeleteFileArgs,
+    "execute_command": pb.ExecuteCommandArgs,
+    "execute_python": pb.ExecutePythonArgs,
+}
+_BYTES_FIELDS = {
+    name: frozenset(f.name for f in cls.DESCRIPTOR.fields if f.type == FieldDescriptor.TYPE_BYTES)
+    for name, cls in BUILTIN_ARGS.items()
+}
+STATE_TO_PB = {state: pb.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+SIDE_EFFECT_TO_PB = {
+    SideEffect.READ_ONLY: pb.SIDE_EFFECT_READ_ONLY,
+    SideEffect.WRITE: pb.SIDE_EFFECT_WRITE,
+}
+
+
+def _field_value(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        return dict(value)
+    if fd.label == FieldDescriptor.LABEL_REPEATED:
+        return list(value)
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    if fd.enum_type is not None:
+        return fd.enum_type.values_by_number[value].name
+    return value
+
+
+def typed_args_to_dict(message: Message) -> dict[str, Any]:
+    """The set fields of a typed argument message as a JSON-able dict (bytes as base64)."""
+    return {fd.name: _field_value(fd, v) for fd, v in message.ListFields()}
+
+
+def struct_to_dict(struct: Struct) -> dict[str, Any]:
+    """A Struct as a plain dict."""
+    return json_format.MessageToDict(struct)
+
+
+def call_from_proto(message: pb.ToolCall) -> Call:
+    """The domain Call of a ToolCall; raises InvalidArgument naming the bad field."""
+    if not message.tool:
+        raise InvalidArgument.field("tool", "is required")
+    which = message.WhichOneof("args")
+    if which is None:
+        args: dict[str, Any] = {}
+    elif which == "arguments":
+        args = struct_to_dict(message.arguments)
+    elif which != message.tool:
+        raise InvalidArgument.field(
+            which, f"typed arguments of {which} given for tool {message.tool}"
+        )
+    else:
+        args = typed_args_to_dict(getattr(message, which))
+    delay = message.delay.ToTimedelta() if message.HasField("delay") else timedelta(0)
+    return Call(
+        tool=message.tool,
+        args=args,
+        idempotency_key=message.idempotency_key,
+        priority=message.priority,
+        delay=delay,
+        max_attempts=message.max_attempts,
+        idempotent=message.idempotent,
+    )
+
+
+def _args_to_proto(call: pb.ToolCall, tool: str, args: Mapping[str, Any]) -> None:
+    cls = BUILTIN_ARGS.get(tool)
+    if cls is None:
+        call.arguments.update(args)
+        return
+    fields = dict(args)
+    for name in _BYTES_FIELDS[tool] & fields.keys():
+        fields[name] = base64.b64decode(fields[name])
+    getattr(call, tool).CopyFrom(cls(**fields))
+
+
+def _timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def result_to_proto(result: ToolResult) -> pb.TaskResult:
+    """The wire form of a ToolResult."""
+    message = pb.TaskResult(
+        output=result.output,
+        truncated=result.truncated,
+        stderr=result.stderr,
+        stderr_truncated=result.stderr_truncated,
+        signal=result.signal,
+        cached=result.cached,
+    )
+    if result.exit_code is not None:
+        message.exit_code = result.exit_code
+    if result.payload is not None:
+        message.payload.update(result.payload)
+    return message
+
+
+def result_from_proto(message: pb.TaskResult) -> ToolResult:
+    """The domain ToolResult of a TaskResult (from a remote worker)."""
+    return ToolResult(
+        output=message.output,
+        truncated=message.truncated,
+        stderr=message.stderr,
+        stderr_truncated=message.stderr_truncated,
+        exit_code=message.exit_code if message.HasField("exit_code") else None,
+        signal=message.signal,
+        payload=struct_to_dict(message.payload) if message.HasField("payload") else None,
+    )
+
+
+def error_from_proto(message: pb.TaskError) -> TaskError:
+    """The domain TaskError of a wire TaskError."""
+    return TaskError(code=message.code, reason=message.reason, message=message.message)
+
+
+def task_to_proto(task: Task) -> pb.Task:
+    """The wire form of a Task."""
+    call = pb.ToolCall(
+        tool=task.tool,
+        idempotency_key=task.idempotency_key,
+        priority=task.priority,
+        max_attempts=task.max_attempts,
+        idempotent=task.idempotent,
+    )
+    _args_to_proto(call, task.tool, task.args)
+    message = pb.Task(
+        id=task.id,
+        call=call,
+        state=STATE_TO_PB[task.state],
+        attempt=task.attempt,
+        max_attempts=task.max_attempts,
+        priority=task.priority,
+        not_before=_timestamp(task.not_before),
+        create_time=_timestamp(task.created),
+        start_time=_timestamp(task.started),
+        finish_time=_timestamp(task.finished),
+        idempotency_key=task.idempotency_key,
+    )
+    if task.result is not None:
+        message.result.CopyFrom(result_to_proto(task.result))
+    if task.error is not None:
+        message.error.CopyFrom(
+            pb.TaskError(code=task.error.code, reason=task.error.reason, message=task.error.message)
+        )
+    return message
+
+
+def seconds(duration: Duration | None, default: float) -> float:
+    """A Duration in seconds, or default when it is unset."""
+    return default if duration is None else duration.ToTimedelta().total_seconds()
+
+
+def timestamp_or_none(message: Message, field: str) -> datetime | None:
+    """The aware datetime of a Timestamp field, or None when unset."""
+    if not message.HasField(field):
+        return None
+    value: Timestamp = getattr(message, field)
+    return value.ToDatetime(tzinfo=UTC)

@@ -1,0 +1,237 @@
+"""TaskService: submit, inspect, wait for, cancel and execute tasks."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+import orjson
+
+from clawq.v1 import task_pb2 as pb
+from clawq.v1 import task_service_pb2 as ts
+from clawq.v1 import task_service_pb2_grpc as ts_grpc
+from clawq_server.api import convert
+from clawq_server.api.auth import Authenticator
+from clawq_server.api.status import abort, to_status
+from clawq_server.errors import InvalidArgument
+from clawq_server.model import TaskQuery
+from clawq_server.tasks import Tasks
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+MAX_BATCH = 10_000
+DEFAULT_WAIT_S = 60.0
+
+
+def _calls(messages: Sequence[pb.ToolCall]) -> list[Any]:
+    """Domain calls, or the InvalidArgument of each malformed one."""
+    out: list[Any] = []
+    for message in messages:
+        try:
+            out.append(convert.call_from_proto(message))
+        except InvalidArgument as error:
+            out.append(error)
+    return out
+
+
+def _check_batch(size: int, field: str) -> None:
+    if size == 0:
+        raise InvalidArgument.field(field, "must hold at least one call")
+    if size > MAX_BATCH:
+        raise InvalidArgument.field(field, f"must hold at most {MAX_BATCH} calls")
+
+
+def _wait_budget(context: Ctx, requested: float | None) -> float:
+    remaining = context.time_remaining()
+    limit = DEFAULT_WAIT_S if remaining is None else max(0.0, remaining - 0.05)
+    return limit if requested is None else max(0.0, min(requested, limit))
+
+
+def _requested_timeout(request: ts.WaitTaskRequest | ts.ExecuteRequest) -> float | None:
+    if not request.HasField("timeout"):
+        return None
+    value = request.timeout.ToTimedelta().total_seconds()
+    if value < 0:
+        raise InvalidArgument.field("timeout", "must not be negative")
+    return value
+
+
+def decode_page_token(token: str) -> tuple[float, str] | None:
+    """The cursor inside a page token; InvalidArgument when it was not made by us."""
+    if not token:
+        return None
+    try:
+        created, task_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return float(created), str(task_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidArgument.field("page_token", "is not a token this server issued") from None
+
+
+def encode_page_token(cursor: tuple[float, str] | None) -> str:
+    """The opaque token of a cursor (empty at the end)."""
+    return "" if cursor is None else base64.urlsafe_b64encode(orjson.dumps(cursor)).decode()
+
+
+class TaskServicer(ts_grpc.TaskServiceServicer):
+    """Translates TaskService RPCs into Tasks calls and domain errors into statuses."""
+
+    def __init__(self, tasks: Tasks, authenticate: Authenticator) -> None:
+        self._tasks = tasks
+        self._authenticate = authenticate
+
+    async def Submit(self, request: ts.SubmitRequest, context: Ctx) -> ts.SubmitResponse:
+        """Queue one call."""
+        try:
+            principal = self._authenticate(context)
+            try:
+                outcome = await self._tasks.submit(principal, convert.call_from_proto(request.call))
+            except InvalidArgument as error:
+                raise error.prefixed("call.") from None
+            return ts.SubmitResponse(task_id=outcome.task_id, existing=outcome.existing)
+        except Exception as error:
+            await abort(context, error)
+
+    async def SubmitBatch(
+        self, request: ts.SubmitBatchRequest, context: Ctx
+    ) -> ts.SubmitBatchResponse:
+        """Queue a batch atomically."""
+        try:
+            principal = self._authenticate(context)
+            _check_batch(len(request.calls), "calls")
+            outcomes = await self._tasks.submit_batch(principal, _calls(request.calls))
+            return ts.SubmitBatchResponse(
+                results=[ts.SubmitResult(task_id=o.task_id, existing=o.existing) for o in outcomes]
+            )
+        except Exception as error:
+            await abort(context, error)
+
+    async def SubmitStream(
+        self, request_iterator: AsyncIterator[ts.SubmitStreamRequest], context: Ctx
+    ) -> AsyncIterator[ts.SubmitStreamResponse]:
+        """Queue batches as they arrive, one ack per batch with per-call results."""
+        try:
+            principal = self._authenticate(context)
+        except Exception as error:
+            await abort(context, error)
+        async for request in request_iterator:
+            try:
+                _check_batch(len(request.calls), "calls")
+                outcomes = await self._tasks.submit_each(principal, _calls(request.calls))
+            except Exception as error:
+                await abort(context, error)
+            yield ts.SubmitStreamResponse(
+                batch_id=request.batch_id,
+                results=[
+                    ts.SubmitResult(error=to_status(o))
+                    if isinstance(o, Exception)
+                    else ts.SubmitResult(task_id=o.task_id, existing=o.existing)
+                    for o in outcomes
+                ],
+            )
+
+    async def GetTask(self, request: ts.GetTaskRequest, context: Ctx) -> ts.GetTaskResponse:
+        """One task of the caller."""
+        try:
+            principal = self._authenticate(context)
+            task = await self._tasks.get(principal, request.task_id)
+            return ts.GetTaskResponse(task=convert.task_to_proto(task))
+        except Exception as error:
+            await abort(context, error)
+
+    async def BatchGetTasks(
+        self, request: ts.BatchGetTasksRequest, context: Ctx
+    ) -> ts.BatchGetTasksResponse:
+        """Many tasks of the caller; unknown ids are listed as missing."""
+        try:
+            principal = self._authenticate(context)
+            if len(request.task_ids) > MAX_BATCH:
+                raise InvalidArgument.field("task_ids", f"must hold at most {MAX_BATCH} ids")
+            tasks = await self._tasks.get_many(principal, list(request.task_ids))
+            found = {t.id for t in tasks}
+            return ts.BatchGetTasksResponse(
+                tasks=[convert.task_to_proto(t) for t in tasks],
+                missing_task_ids=[i for i in request.task_ids if i not in found],
+            )
+        except Exception as error:
+            await abort(context, error)
+
+    async def WaitTask(self, request: ts.WaitTaskRequest, context: Ctx) -> ts.WaitTaskResponse:
+        """The task once terminal or when the wait ends."""
+        try:
+            principal = self._authenticate(context)
+            budget = _wait_budget(context, _requested_timeout(request))
+            task = await self._tasks.wait(principal, request.task_id, budget)
+            return ts.WaitTaskResponse(task=convert.task_to_proto(task), done=task.done)
+        except Exception as error:
+            await abort(context, error)
+
+    async def WatchTasks(
+        self, request: ts.WatchTasksRequest, context: Ctx
+    ) -> AsyncIterator[ts.WatchTasksResponse]:
+        """Stream each state change of the given tasks until all are terminal."""
+        try:
+            principal = self._authenticate(context)
+            if not request.task_ids:
+                raise InvalidArgument.field("task_ids", "must name at least one task")
+            async for task in self._tasks.watch(principal, list(request.task_ids)):
+                yield ts.WatchTasksResponse(task=convert.task_to_proto(task))
+        except Exception as error:
+            await abort(context, error)
+
+    async def CancelTask(
+        self, request: ts.CancelTaskRequest, context: Ctx
+    ) -> ts.CancelTaskResponse:
+        """Cancel a queued or running task."""
+        try:
+            principal = self._authenticate(context)
+            task = await self._tasks.cancel(principal, request.task_id)
+            return ts.CancelTaskResponse(task=convert.task_to_proto(task))
+        except Exception as error:
+            await abort(context, error)
+
+    async def ListTasks(self, request: ts.ListTasksRequest, context: Ctx) -> ts.ListTasksResponse:
+        """One page of the caller's tasks."""
+        try:
+            principal = self._authenticate(context)
+            page = await self._tasks.list(principal, self._query(request, principal.name))
+            return ts.ListTasksResponse(
+                tasks=[convert.task_to_proto(t) for t in page.tasks],
+                next_page_token=encode_page_token(page.next_cursor),
+            )
+        except Exception as error:
+            await abort(context, error)
+
+    async def Execute(self, request: ts.ExecuteRequest, context: Ctx) -> ts.ExecuteResponse:
+        """Run one call and wait for its result."""
+        try:
+            principal = self._authenticate(context)
+            budget = _wait_budget(context, _requested_timeout(request))
+            try:
+                call = convert.call_from_proto(request.call)
+                task = await self._tasks.execute(principal, call, budget)
+            except InvalidArgument as error:
+                raise error.prefixed("call.") from None
+            return ts.ExecuteResponse(task=convert.task_to_proto(task), done=task.done)
+        except Exception as error:
+            await abort(context, error)
+
+    @staticmethod
+    def _query(request: ts.ListTasksRequest, principal: str) -> TaskQuery:
+        if request.page_size < 0:
+            raise InvalidArgument.field("page_size", "must not be negative")
+        states = frozenset(
+            convert.STATE_FROM_PB[s] for s in request.states if s in convert.STATE_FROM_PB
+        )
+        if len(states) != len(set(request.states)):
+            raise InvalidArgument.field("states", "holds an unknown state")
+        return TaskQuery(
+            principal=principal,
+            states=states,
+            tool=request.tool,
+            created_after=convert.timestamp_or_none(request, "create_time_after"),
+            created_before=convert.timestamp_or_none(request, "create_time_before"),
+            limit=min(request.page_size or 50, 1000),
+            cursor=decode_page_token(request.page_token),
+        )

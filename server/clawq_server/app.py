@@ -1,0 +1,180 @@
+"""The composition root: config → backends → services → server, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from clawq_server import config as config_mod
+from clawq_server.api.admin_service import AdminServicer
+from clawq_server.api.auth import Authenticator
+from clawq_server.api.server import Served, is_loopback, start_server
+from clawq_server.api.task_service import TaskServicer
+from clawq_server.api.worker_service import WorkerServicer
+from clawq_server.audit import AuditLog, AuditSink, NullAudit, Redactor
+from clawq_server.cache.base import NoCache
+from clawq_server.cache.control import NoCacheControl
+from clawq_server.config import Config
+from clawq_server.errors import ClawqError, InvalidArgument
+from clawq_server.model import RetryPolicy
+from clawq_server.policy.limits import RateLimiter
+from clawq_server.policy.principal import Principal
+from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.redis import RedisQueue
+from clawq_server.queue.sqlite import SqliteQueue
+from clawq_server.submission import Admission
+from clawq_server.tasks import Tasks
+from clawq_server.tools import builtin
+from clawq_server.worker import middleware
+from clawq_server.worker.runner import Worker, WorkerSettings
+
+log = logging.getLogger("clawq")
+
+
+@dataclass
+class Policy:
+    """The part of the config that reload may swap: principals and auth."""
+
+    config: Config
+
+    def principal(self, name: str) -> Principal | None:
+        """The named principal of the current config."""
+        return self.config.principals.get(name)
+
+
+def open_queue(config: Config) -> TaskQueue:
+    """The queue backend named by config.backend_url."""
+    url = config.backend_url
+    retry = RetryPolicy()
+    if url.startswith("sqlite://"):
+        path = Path(url.removeprefix("sqlite://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteQueue(path, retry=retry, max_queued=config.max_queued)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisQueue(
+            url, prefix=config.redis_prefix, retry=retry, max_queued=config.max_queued
+        )
+    raise InvalidArgument.field("backend", f"unsupported backend URL {url!r}")
+
+
+def check_bind(config: Config) -> None:
+    """Refuse to expose an unauthenticated, unencrypted server beyond loopback."""
+    if is_loopback(config.listen) or config.insecure:
+        return
+    if config.tls is None or not config.auth.required:
+        raise InvalidArgument(
+            f"refusing to listen on {config.listen} without TLS and authentication; "
+            "configure both or pass --insecure"
+        )
+
+
+@dataclass
+class App:
+    """A running clawq process: server and/or workers over one queue."""
+
+    config: Config
+    queue: TaskQueue
+    served: Served | None = None
+    workers: list[Worker] = field(default_factory=list)
+    audit: AuditLog | None = None
+    sandbox: str = "none"
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 when no server runs)."""
+        return self.served.port if self.served else 0
+
+
+@contextlib.asynccontextmanager
+async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]:
+    """Start queue, audit, workers and server; stop them in reverse order on exit."""
+    if serve:
+        check_bind(config)
+    policy = Policy(config)
+    queue = open_queue(config)
+    await queue.start()
+    audit: AuditLog | None = None
+    sink: AuditSink = NullAudit()
+    if config.audit_path is not None:
+        audit = AuditLog(config.audit_path, Redactor(config.redact_patterns))
+        await audit.start()
+        sink = audit
+    tools = builtin.build(config.sandbox)
+    app = App(config, queue, audit=audit, sandbox=tools.sandbox)
+    try:
+        chain = middleware.build_chain(
+            [
+                middleware.Metrics(),
+                middleware.Audit(sink),
+                middleware.Permission(tools.permissions),
+                middleware.Validation(tools.registry),
+                middleware.Timeout(default_s=300.0),
+            ]
+        )
+        for _ in range(1 if config.workers > 0 else 0):
+            worker = Worker(
+                queue,
+                tools.registry,
+                policy.principal,
+                chain,
+                WorkerSettings(
+                    concurrency=config.workers, lease_s=config.lease_s, grace_s=config.grace_s
+                ),
+            )
+            await worker.start()
+            app.workers.append(worker)
+        if serve:
+            admission = Admission(
+                tools.registry, tools.permissions, RateLimiter(), sink, RetryPolicy()
+            )
+            authenticate = Authenticator(lambda: policy.config.auth, policy.principal)
+            app.served = await start_server(
+                config.listen,
+                config.tls,
+                TaskServicer(Tasks(queue, admission, NoCache()), authenticate),
+                AdminServicer(
+                    tools.registry, queue, NoCacheControl(), _reloader(policy), authenticate
+                ),
+                WorkerServicer(queue, authenticate),
+            )
+        yield app
+    finally:
+        await _shutdown(app)
+
+
+async def _shutdown(app: App) -> None:
+    if app.served is not None:
+        await app.served.set_serving(False)
+        await app.served.server.stop(grace=app.config.grace_s)
+    for worker in app.workers:
+        await worker.stop()
+    if app.audit is not None:
+        await app.audit.close()
+    await app.queue.close()
+
+
+def _reloader(policy: Policy) -> Callable[[], Awaitable[str]]:
+    async def reload() -> str:
+        source = policy.config.source
+        if source is None:
+            return "no configuration file to reload"
+        try:
+            fresh = await asyncio.to_thread(config_mod.load, source, {})
+        except (ClawqError, KeyError, TypeError, ValueError) as error:
+            return f"refused: {error}"
+        keep_anonymous = {
+            k: v for k, v in policy.config.principals.items() if k == config_mod.ANONYMOUS
+        }
+        policy.config = replace(
+            policy.config,
+            auth=fresh.auth,
+            principals={**keep_anonymous, **fresh.principals},
+        )
+        log.info("configuration reloaded from %s", source)
+        return ""
+
+    return reload

@@ -1,0 +1,1 @@
+"""The tool result cache: never stale, after the permission check."""

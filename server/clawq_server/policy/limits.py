@@ -1,0 +1,39 @@
+"""Per-principal token buckets: the rate limit of admission."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from clawq_server.errors import ResourceExhausted
+from clawq_server.policy.principal import Principal
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """Token bucket per principal: rate_per_s refill, burst capacity (0 rate: unlimited)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, principal: Principal, count: int = 1) -> None:
+        """Spend count tokens or raise ResourceExhausted(RATE_LIMITED) with the wait."""
+        rate = principal.rate_per_s
+        if rate <= 0:
+            return
+        capacity = float(max(principal.burst, 1))
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(principal.name, _Bucket(capacity, now))
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        if bucket.tokens < count:
+            wait = (count - bucket.tokens) / rate
+            raise ResourceExhausted(
+                f"rate limit of {rate:g} calls/s exceeded", retry_after=wait, reason="RATE_LIMITED"
+            )
+        bucket.tokens -= count

@@ -1,0 +1,135 @@
+"""Admission of calls: policy, validation, rate limits and audit before anything is queued."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from clawq_server.audit import AuditSink
+from clawq_server.errors import ClawqError, InvalidArgument
+from clawq_server.model import Call, NewTask, RetryPolicy, utcnow
+from clawq_server.policy.limits import RateLimiter
+from clawq_server.policy.principal import Principal
+from clawq_server.tools.registry import ToolRegistry
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_PRIORITY = 10
+MAX_ATTEMPTS = 100
+
+PermissionCheck = Callable[[Principal, str, dict[str, object]], None]
+
+
+def args_hash(tool: str, args_json: bytes) -> str:
+    """A digest of a call's tool and canonical arguments (idempotency and cache keys)."""
+    return hashlib.blake2b(tool.encode() + b"\0" + args_json, digest_size=16).hexdigest()
+
+
+def _check_options(call: Call) -> None:
+    if call.idempotency_key and not IDEMPOTENCY_KEY.fullmatch(call.idempotency_key):
+        raise InvalidArgument.field(
+            "idempotency_key", "must be 1-128 characters from A-Z a-z 0-9 . _ : -"
+        )
+    if not -MAX_PRIORITY <= call.priority <= MAX_PRIORITY:
+        raise InvalidArgument.field(
+            "priority", f"must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+        )
+    if not 0 <= call.max_attempts <= MAX_ATTEMPTS:
+        raise InvalidArgument.field("max_attempts", f"must be between 0 and {MAX_ATTEMPTS}")
+    if call.delay.total_seconds() < 0:
+        raise InvalidArgument.field("delay", "must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A call that passed admission, ready to store."""
+
+    task: NewTask
+    call: Call
+
+
+class Admission:
+    """Turns calls into storable tasks, or into the error that refuses each one.
+
+    Runs synchronously per call (no awaits), so a batch of thousands costs one loop.
+    """
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        permissions: PermissionCheck,
+        limiter: RateLimiter,
+        audit: AuditSink,
+        retry: RetryPolicy,
+    ) -> None:
+        self._registry = registry
+        self._permissions = permissions
+        self._limiter = limiter
+        self._audit = audit
+        self._retry = retry
+
+    def admit(self, principal: Principal, call: Call) -> Admitted:
+        """Check one call; raises the ClawqError that refuses it (audited)."""
+        try:
+            return self._admit(principal, call)
+        except ClawqError as error:
+            self.audit_refusal(principal, call, error)
+            raise
+
+    def admit_many(
+        self, principal: Principal, calls: Sequence[Call]
+    ) -> list[Admitted | ClawqError]:
+        """Check many calls; each position holds the admitted task or its error."""
+        self._limiter.take(principal, len(calls))
+        out: list[Admitted | ClawqError] = []
+        for call in calls:
+            try:
+                out.append(self._admit(principal, call, rate=False))
+            except ClawqError as error:
+                self.audit_refusal(principal, call, error)
+                out.append(error)
+        return out
+
+    def audit_refusal(self, principal: Principal, call: Call, error: ClawqError) -> None:
+        """Record a refused call."""
+        self._audit.record(
+            {
+                "time": utcnow().isoformat(),
+                "principal": principal.name,
+                "tool": call.tool,
+                "args": dict(call.args),
+                "decision": "deny",
+                "reason": error.reason,
+                "message": error.message,
+                "outcome": "REFUSED",
+            }
+        )
+
+    def _admit(self, principal: Principal, call: Call, *, rate: bool = True) -> Admitted:
+        _check_options(call)
+        tool = self._registry.get(call.tool)
+        args = self._registry.validate(call.tool, call.args)
+        self._permissions(principal, call.tool, args)
+        if rate:
+            self._limiter.take(principal)
+        args_json = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
+        now = utcnow()
+        task = NewTask(
+            id=uuid.uuid4().hex,
+            principal=principal.name,
+            tool=call.tool,
+            args_json=args_json,
+            args_hash=args_hash(call.tool, args_json),
+            side_effect=tool.side_effect,
+            idempotency_key=call.idempotency_key,
+            priority=call.priority,
+            max_attempts=call.max_attempts or self._retry.default_max_attempts,
+            idempotent=call.idempotent,
+            created=now,
+            not_before=now + call.delay,
+        )
+        return Admitted(task, call)

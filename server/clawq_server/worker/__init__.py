@@ -1,0 +1,1 @@
+"""Workers: lease a task, run it through the middleware chain, complete it."""
