@@ -1,0 +1,63 @@
+"""clawq: the Python client of the clawq tool-call queue (``Client``, ``AsyncClient``)."""
+
+from clawq.client import AsyncClient
+from clawq.errors import (
+    Aborted,
+    AlreadyExists,
+    DeadlineExceeded,
+    Error,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    TaskFailed,
+    Unauthenticated,
+    Unavailable,
+)
+from clawq.sync import Client
+from clawq.types import (
+    TASK_STATES,
+    TERMINAL_STATES,
+    Ack,
+    CacheStats,
+    Call,
+    ConfigReload,
+    QueueStats,
+    Result,
+    Task,
+    TaskError,
+    ToolCacheStats,
+    ToolInfo,
+)
+
+__all__ = [
+    "TASK_STATES",
+    "TERMINAL_STATES",
+    "Aborted",
+    "Ack",
+    "AlreadyExists",
+    "AsyncClient",
+    "CacheStats",
+    "Call",
+    "Client",
+    "ConfigReload",
+    "DeadlineExceeded",
+    "Error",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "QueueStats",
+    "ResourceExhausted",
+    "Result",
+    "Task",
+    "TaskError",
+    "TaskFailed",
+    "ToolCacheStats",
+    "ToolInfo",
+    "Unauthenticated",
+    "Unavailable",
+]
