@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.sqlite import SqliteQueue
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import orjson
+
 from clawq_server.model import NewTask, RetryPolicy, SideEffect, utcnow
 from clawq_server.queue.base import TaskQueue
 

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+
 from clawq_server.errors import LeaseLost
 from clawq_server.model import (
     Completion,

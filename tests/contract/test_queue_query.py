@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+
 from clawq_server.errors import NotFound, TaskAlreadyFinished
 from clawq_server.model import Completion, TaskQuery, TaskState, ToolResult, utcnow
 from clawq_server.queue.base import TaskQueue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from clawq_server.errors import IdempotencyKeyReused, ResourceExhausted
 from clawq_server.model import SideEffect, SubmitOutcome, TaskState
 from clawq_server.queue.base import TaskQueue

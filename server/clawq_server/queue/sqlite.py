@@ -49,6 +49,15 @@ class SqliteQueue:
     pool of reader threads, each with its own connection (WAL lets them run beside
     the writer). Waiters and idle workers are woken in process by the commits this
     queue makes, and re-check every FALLBACK_POLL_S for other processes' commits.
+
+    Args:
+        path: the database file, created with its schema if missing.
+        retry: backoff and default attempt budget of retryable failures.
+        max_queued: refuse submissions beyond this many QUEUED tasks (0: unbounded).
+        readers: reader threads, each with its own connection.
+        sweep_interval: seconds between sweeps for expired leases (0: only when leasing).
+        busy_timeout: seconds to wait for another process's lock before
+            BackendUnavailable.
     """
 
     def __init__(
@@ -57,14 +66,16 @@ class SqliteQueue:
         retry: RetryPolicy = DEFAULT_RETRY,
         max_queued: int = 0,
         readers: int = 2,
+        *,
         sweep_interval: float = 1.0,
+        busy_timeout: float = 5.0,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is older than 3.35")
         self._retry = retry
         self._max_queued = max_queued
         self._sweep_interval = sweep_interval
-        self._db = SqliteDb(Path(path), readers, self._on_commit)
+        self._db = SqliteDb(Path(path), readers, self._on_commit, busy_timeout)
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._work = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,7 +130,7 @@ class SqliteQueue:
         self,
         task_id: str,
         principal: str | None,
-        timeout: float,  # noqa: ASYNC109  (the TaskQueue protocol takes timeout as a value)
+        timeout: float,
     ) -> Task:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)

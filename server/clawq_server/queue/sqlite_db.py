@@ -16,8 +16,6 @@ from clawq_server.errors import BackendUnavailable
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
-
 
 @dataclass(slots=True)
 class Effects:
@@ -46,10 +44,10 @@ def translated() -> Iterator[None]:
         raise BackendUnavailable(f"sqlite: {exc}") from exc
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, busy_timeout: float = 5.0) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with the shared pragmas."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     # WAL with synchronous=NORMAL: a commit survives the process being killed (-9), since
     # the WAL is in the OS page cache; only a power loss can drop the last commits.
     conn.execute("PRAGMA journal_mode=WAL")
@@ -67,9 +65,15 @@ class SqliteDb:
     """
 
     def __init__(
-        self, path: Path, readers: int, on_commit: Callable[[Effects], None]
+        self,
+        path: Path,
+        readers: int,
+        on_commit: Callable[[Effects], None],
+        busy_timeout: float = 5.0,
     ) -> None:
         self._path = path
+        self._busy_timeout = busy_timeout
+        self._closing = False
         self._on_commit = on_commit
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="clawq-sqlite-writer")
         self._readers = ThreadPoolExecutor(
@@ -87,7 +91,7 @@ class SqliteDb:
         loop = asyncio.get_running_loop()
 
         def open_writer() -> None:
-            self._wconn = connect(self._path)
+            self._wconn = connect(self._path, self._busy_timeout)
             schema(self._wconn)
 
         with translated():
@@ -96,7 +100,7 @@ class SqliteDb:
 
     async def write(self, op: WriteOp) -> Any:
         """Run op in the next group commit; return its value once the commit is durable."""
-        if self._loop_task is None or self._loop_task.done():
+        if self._closing or self._loop_task is None or self._loop_task.done():
             raise BackendUnavailable("sqlite queue is not running")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.put_nowait((op, fut))
@@ -110,6 +114,9 @@ class SqliteDb:
 
     async def close(self) -> None:
         """Commit what is pending, stop the loop and close every connection."""
+        if self._closing:
+            return
+        self._closing = True  # writes queued from here on would land after the sentinel
         if self._loop_task is not None:
             self._pending.put_nowait(None)
             await self._loop_task
@@ -130,7 +137,7 @@ class SqliteDb:
     def _run_read(self, op: ReadOp) -> Any:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self._path)
+            conn = connect(self._path, self._busy_timeout)
             conn.execute("PRAGMA query_only=1")
             self._local.conn = conn
             with self._lock:

@@ -138,7 +138,7 @@ def reclaim_expired(conn: sqlite3.Connection, fx: Effects, now: float) -> None:
     """Settle tasks whose lease ran out: redeliver what is safe to run again, fail the rest."""
     rows = conn.execute(
         "SELECT id, side_effect, idempotent, attempt, max_attempts, cancel_requested"
-        " FROM tasks WHERE state = 'RUNNING' AND lease_expires < ?",
+        " FROM tasks INDEXED BY ix_tasks_lease WHERE state = 'RUNNING' AND lease_expires < ?",
         (now,),
     ).fetchall()
     updates: list[tuple[Any, ...]] = []
@@ -201,13 +201,14 @@ def _tool_filter(tools: Collection[str] | None) -> tuple[str, tuple[str, ...]]:
 def _next_due(
     conn: sqlite3.Connection, tool_sql: str, tool_params: tuple[str, ...]
 ) -> float | None:
+    # INDEXED BY: without ANALYZE statistics the planner prefers ix_tasks_queue and sorts.
     due = conn.execute(
-        f"SELECT not_before FROM tasks WHERE state = 'QUEUED'{tool_sql}"  # noqa: S608  (placeholders)
-        " ORDER BY not_before LIMIT 1",
+        "SELECT not_before FROM tasks INDEXED BY ix_tasks_due"  # noqa: S608  (placeholders)
+        f" WHERE state = 'QUEUED'{tool_sql} ORDER BY not_before LIMIT 1",
         tool_params,
     ).fetchone()
     expiry = conn.execute(
-        "SELECT lease_expires FROM tasks WHERE state = 'RUNNING'"
+        "SELECT lease_expires FROM tasks INDEXED BY ix_tasks_lease WHERE state = 'RUNNING'"
         " ORDER BY lease_expires LIMIT 1"
     ).fetchone()
     times = [row[0] for row in (due, expiry) if row is not None]

@@ -75,7 +75,9 @@ def stats(conn: sqlite3.Connection, now: float) -> QueueStats:
         (now,),
     ).fetchall()
     (delayed,) = conn.execute(
-        "SELECT count(*) FROM tasks WHERE state = 'QUEUED' AND not_before > ?", (now,)
+        "SELECT count(*) FROM tasks INDEXED BY ix_tasks_due"
+        " WHERE state = 'QUEUED' AND not_before > ?",
+        (now,),
     ).fetchone()
     counts = dict(
         conn.execute(
