@@ -27,6 +27,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
+from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
 from clawq_server.queue.sqlite_db import Effects, SqliteDb
@@ -168,7 +169,7 @@ class SqliteQueue:
             token = secrets.token_hex(16)
             expires = now + lease_for.total_seconds()
             op = partial(
-                ops.lease, tools=tools, limit=limit, now=now, expires=expires, token=token,
+                leasing.lease, tools=tools, limit=limit, now=now, expires=expires, token=token,
                 worker_id=worker_id,
             )
             tasks, next_due = await self._db.write(op)
@@ -190,14 +191,14 @@ class SqliteQueue:
             return HeartbeatOutcome()
         expires = time.time() + lease_for.total_seconds()
         outcome: HeartbeatOutcome = await self._db.write(
-            lambda conn, _fx: ops.heartbeat(conn, leases, expires)
+            lambda conn, _fx: leasing.heartbeat(conn, leases, expires)
         )
         return outcome
 
     async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
         """Record a leased task's outcome, fenced by its token."""
         op = partial(
-            ops.complete, task_id=task_id, token=token, completion=completion,
+            leasing.complete, task_id=task_id, token=token, completion=completion,
             now=time.time(), retry=self._retry,
         )
         state: TaskState = await self._db.write(op)
@@ -205,7 +206,8 @@ class SqliteQueue:
 
     async def release(self, task_id: str, token: str) -> None:
         """Give a leased task back without counting the attempt."""
-        await self._db.write(partial(ops.release, task_id=task_id, token=token, now=time.time()))
+        op = partial(leasing.release, task_id=task_id, token=token, now=time.time())
+        await self._db.write(op)
 
     async def stats(self) -> QueueStats:
         """Depths and counts."""
@@ -236,6 +238,6 @@ class SqliteQueue:
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
-                await self._db.write(partial(ops.reclaim_expired, now=time.time()))
+                await self._db.write(partial(leasing.reclaim_expired, now=time.time()))
             except BackendUnavailable as exc:
                 log.warning("expired-lease sweep failed: %s", exc)

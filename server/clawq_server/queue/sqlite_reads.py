@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clawq_server.model import QueueStats, Task, TaskPage, TaskQuery
-from clawq_server.queue.sqlite_ops import chunks, marks
-from clawq_server.queue.sqlite_schema import COLUMNS, row_to_task
+from clawq_server.queue.sqlite_schema import COLUMNS, chunks, marks, row_to_task
 
 MAX_PAGE = 1000
 _CREATED = 11  # position of created in COLUMNS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,9 @@ from clawq_server.model import (
 )
 
 SCHEMA_VERSION = 1
+
+# SQLite allows 999 host parameters in older builds; stay below it.
+CHUNK = 900
 
 # Timestamps are REAL epoch seconds; args and outputs are BLOBs; result metadata is JSON.
 _DDL = """
@@ -73,6 +76,17 @@ INSERT = (
     " priority, max_attempts, idempotent, state, created, not_before)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)"
 )
+
+
+def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """items in slices small enough for one IN (...) list."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def marks(count: int) -> str:
+    """A placeholder list for count parameters."""
+    return ",".join("?" * count)
 
 
 def apply_schema(conn: sqlite3.Connection) -> None:
