@@ -55,15 +55,7 @@ def call_to_proto(call: Call) -> task_pb2.ToolCall:
     fields go as base64, enums by name, as the server reads them). Only a value JSON cannot
     carry (e.g. bytes in a plugin tool's arguments) raises InvalidArgument here.
     """
-    msg = task_pb2.ToolCall(
-        tool=call.tool,
-        idempotency_key=call.idempotency_key,
-        priority=call.priority,
-        max_attempts=call.max_attempts,
-        idempotent=call.idempotent,
-    )
-    if call.delay is not None:
-        msg.delay.FromTimedelta(call.delay)
+    msg = _options(call)
     misfit: _Misfit | None = None
     args = call.args
     typed = BUILTIN_ARGS.get(call.tool)
@@ -82,6 +74,23 @@ def call_to_proto(call: Call) -> task_pb2.ToolCall:
         args = _as_json_fields(typed, args)
     msg.arguments.update(_json_args(call.tool, args, misfit))
     msg.arguments.SetInParent()
+    return msg
+
+
+def _options(call: Call) -> task_pb2.ToolCall:
+    """A ToolCall with the call's options; InvalidArgument when one has the wrong type."""
+    try:
+        msg = task_pb2.ToolCall(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            priority=call.priority,
+            max_attempts=call.max_attempts,
+            idempotent=call.idempotent,
+        )
+        if call.delay is not None:
+            msg.delay.FromTimedelta(call.delay)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidArgument(f"{call.tool}: invalid call option: {exc}") from exc
     return msg
 
 
