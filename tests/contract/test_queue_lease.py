@@ -64,6 +64,8 @@ async def test_delayed_task_waits_for_not_before(queue: TaskQueue) -> None:
     leased = await lease_one(queue, wait=3.0)
     assert leased.task.id == task.id
     assert time.time() >= task.not_before.timestamp()
+    # The waiting lease woke for the due time, not on a later poll.
+    assert time.time() - task.not_before.timestamp() < 0.5
 
 
 async def test_lease_filters_by_tool(queue: TaskQueue) -> None:

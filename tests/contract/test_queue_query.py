@@ -41,6 +41,17 @@ async def test_cancel_running_task_asks_the_worker(queue: TaskQueue) -> None:
     assert (await queue.get_many([task.id], None))[0].state == TaskState.CANCELLED
 
 
+async def test_released_task_that_was_cancelled_ends_cancelled(queue: TaskQueue) -> None:
+    """A running task cancelled and then given back by its worker is CANCELLED, not requeued."""
+    task = new_task()
+    await queue.submit([task])
+    [held] = await queue.lease("w1", None, 1, LONG)
+    await queue.cancel(task.id, "alice")
+    await queue.release(task.id, held.token)
+    assert (await queue.get_many([task.id], None))[0].state == TaskState.CANCELLED
+    assert await queue.lease("w1", None, 1, LONG) == []
+
+
 async def test_cancel_finished_or_unknown_task_is_refused(queue: TaskQueue) -> None:
     """Cancelling a terminal task is TaskAlreadyFinished; unknown or foreign is NotFound."""
     task = new_task()

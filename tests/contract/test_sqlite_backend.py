@@ -72,3 +72,19 @@ async def test_waiter_sees_a_completion_made_by_another_queue(tmp_path: Path) ->
     finally:
         await theirs.close()
         await mine.close()
+
+
+async def test_sweeper_settles_a_lost_lease_without_any_worker(tmp_path: Path) -> None:
+    """With no worker asking for work, the sweep still fails a lost non-idempotent task."""
+    queue = SqliteQueue(tmp_path / "q.db", sweep_interval=0.05)
+    await queue.start()
+    try:
+        task = new_task("write_file")
+        await queue.submit([task])
+        await queue.lease("w1", None, 1, timedelta(seconds=0.1))
+        done = await queue.wait(task.id, None, 5.0)
+        assert done.state == TaskState.FAILED
+        assert done.error is not None
+        assert done.error.reason == "WORKER_LOST"
+    finally:
+        await queue.close()
