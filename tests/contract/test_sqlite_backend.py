@@ -88,3 +88,22 @@ async def test_sweeper_settles_a_lost_lease_without_any_worker(tmp_path: Path) -
         assert done.error.reason == "WORKER_LOST"
     finally:
         await queue.close()
+
+
+async def test_a_lease_cancelled_mid_claim_gives_its_tasks_back(tmp_path: Path) -> None:
+    """A worker cancelled while its claim commits leaves nothing stranded RUNNING."""
+    queue = SqliteQueue(tmp_path / "q.db", sweep_interval=0)
+    await queue.start()
+    try:
+        task = new_task("write_file")
+        await queue.submit([task])
+        claim = asyncio.create_task(queue.lease("w1", None, 1, timedelta(seconds=30)))
+        await asyncio.sleep(0)  # the claim is now queued for the next commit
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claim
+        # Woken by the give-back; attempt 1 shows the stranded claim was not counted.
+        [again] = await queue.lease("w2", None, 1, timedelta(seconds=30), wait=5.0)
+        assert (again.task.id, again.task.attempt) == (task.id, 1)
+    finally:
+        await queue.close()

@@ -30,7 +30,7 @@ from clawq_server.model import (
 from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
-from clawq_server.queue.sqlite_db import Effects, SqliteDb
+from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ MIN_SQLITE = (3, 35, 0)
 # Waiters re-read this often to see transitions made by another process on the same file.
 FALLBACK_POLL_S = 1.0
 DEFAULT_RETRY = RetryPolicy()
+
+# What one claim returns: the leased tasks, or when the next one may be ready.
+Claimed = tuple[list[Task], float | None]
 
 
 class SqliteQueue:
@@ -80,6 +83,7 @@ class SqliteQueue:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._work = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[object]] = set()
 
     async def start(self) -> None:
         """Open the file (creating the schema) and start the expired-lease sweeper."""
@@ -93,6 +97,8 @@ class SqliteQueue:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._db.close()
 
     async def submit(
@@ -172,7 +178,7 @@ class SqliteQueue:
                 leasing.lease, tools=tools, limit=limit, now=now, expires=expires, token=token,
                 worker_id=worker_id,
             )
-            tasks, next_due = await self._db.write(op)
+            tasks, next_due = await self._claim(op, token)
             remaining = deadline - time.monotonic()
             if tasks or remaining <= 0:
                 until = datetime.fromtimestamp(expires, UTC)
@@ -182,6 +188,27 @@ class SqliteQueue:
                 pause = min(pause, max(next_due - time.time(), 0.001))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), pause)
+
+    async def _claim(self, op: WriteOp, token: str) -> Claimed:
+        # A worker cancelled (shut down) mid-claim must not strand what the commit leased:
+        # a stranded write task would later end FAILED with WORKER_LOST.
+        claim = asyncio.ensure_future(self._db.write(op))
+        try:
+            claimed: Claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(partial(self._give_back, token=token))
+            raise
+        return claimed
+
+    def _give_back(self, claim: asyncio.Future[Claimed], token: str) -> None:
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        ids = [task.id for task in claim.result()[0]]
+        if ids:
+            op = partial(leasing.release_many, ids=ids, token=token)
+            back = asyncio.ensure_future(self._db.write(op))
+            self._background.add(back)
+            back.add_done_callback(self._background.discard)
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], lease_for: timedelta

@@ -200,3 +200,14 @@ def release(conn: sqlite3.Connection, fx: Effects, task_id: str, token: str, now
         (task_id,),
     )
     fx.work = True
+
+
+def release_many(conn: sqlite3.Connection, fx: Effects, ids: Sequence[str], token: str) -> None:
+    """Give back tasks leased under token that no worker received."""
+    conn.executemany(
+        "UPDATE tasks SET state = 'QUEUED', attempt = max(attempt - 1, 0), lease_token = NULL,"
+        " lease_expires = NULL, worker_id = NULL WHERE id = ? AND lease_token = ?"
+        " AND state = 'RUNNING'",
+        [(task_id, token) for task_id in ids],
+    )
+    fx.work = True
