@@ -41,7 +41,7 @@ SIDE_EFFECT_TO_PB = {
 def _field_value(fd: FieldDescriptor, value: Any) -> Any:
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
         return dict(value)
-    if fd.label == FieldDescriptor.LABEL_REPEATED:
+    if fd.is_repeated:
         return list(value)
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode("ascii")

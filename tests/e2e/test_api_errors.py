@@ -1,0 +1,180 @@
+"""Bad input gets INVALID_ARGUMENT with the field named, no stack trace, and no stored task."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
+
+from clawq.v1 import task_pb2 as pb
+from clawq.v1 import task_service_pb2 as ts
+from clawq.v1 import task_service_pb2_grpc as ts_grpc
+from tests.conftest import Served
+from tests.e2e.rpc import rich
+
+
+@pytest.fixture
+async def stub(served: Served) -> AsyncIterator[ts_grpc.TaskServiceStub]:
+    """A raw TaskService stub on the test server."""
+    async with grpc.aio.insecure_channel(served.target) as channel:
+        yield ts_grpc.TaskServiceStub(channel)
+
+
+async def _count(stub: ts_grpc.TaskServiceStub) -> int:
+    page = await stub.ListTasks(ts.ListTasksRequest(page_size=1000))
+    return len(page.tasks)
+
+
+def _struct(**values: Any) -> Struct:
+    message = Struct()
+    message.update(values)
+    return message
+
+
+BAD_CALLS = [
+    ("unknown tool", pb.ToolCall(tool="no_such_tool"), "TOOL_NOT_FOUND", grpc.StatusCode.NOT_FOUND),
+    (
+        "missing argument",
+        pb.ToolCall(tool="read_file", arguments=_struct()),
+        "TOOL_ARGUMENTS_INVALID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "wrong type",
+        pb.ToolCall(tool="read_file", arguments=_struct(path=12)),
+        "TOOL_ARGUMENTS_INVALID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "unknown argument",
+        pb.ToolCall(tool="read_file", arguments=_struct(path="a", color="red")),
+        "TOOL_ARGUMENTS_INVALID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "negative timeout",
+        pb.ToolCall(
+            tool="execute_command",
+            execute_command=pb.ExecuteCommandArgs(argv=["ls"], timeout_s=-1),
+        ),
+        "TOOL_ARGUMENTS_INVALID",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "invalid idempotency key",
+        pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"), idempotency_key="a b"),
+        "INVALID_ARGUMENT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "mismatched typed arguments",
+        pb.ToolCall(tool="read_file", write_file=pb.WriteFileArgs(path="a")),
+        "INVALID_ARGUMENT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "priority out of range",
+        pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"), priority=99),
+        "INVALID_ARGUMENT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "negative delay",
+        pb.ToolCall(
+            tool="read_file", read_file=pb.ReadFileArgs(path="a"), delay=Duration(seconds=-5)
+        ),
+        "INVALID_ARGUMENT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "call", "reason", "code"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
+)
+async def test_bad_submit_is_refused_and_stores_nothing(
+    stub: ts_grpc.TaskServiceStub, case: str, call: pb.ToolCall, reason: str, code: grpc.StatusCode
+) -> None:
+    """Each kind of bad call gets its canonical code and reason, and nothing is stored."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(ts.SubmitRequest(call=call))
+    error = rich(caught.value)
+    assert (error.code, error.reason) == (code, reason), case
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        assert error.fields and all(f.startswith("call.") for f in error.fields)
+    assert "Traceback" not in error.message
+    assert await _count(stub) == 0
+
+
+async def test_bad_item_in_batch_refuses_the_whole_batch(stub: ts_grpc.TaskServiceStub) -> None:
+    """SubmitBatch is atomic: one bad call names calls[i] and nothing is stored."""
+    good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    bad = pb.ToolCall(tool="read_file", arguments=_struct(path=3))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitBatch(ts.SubmitBatchRequest(calls=[good, bad, good]))
+    error = rich(caught.value)
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["calls[1].args.path"]
+    assert await _count(stub) == 0
+
+
+@pytest.mark.parametrize("size", [0, 10_001])
+async def test_empty_and_oversized_batches_are_refused(
+    stub: ts_grpc.TaskServiceStub, size: int
+) -> None:
+    """A batch must hold 1 to 10,000 calls."""
+    call = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitBatch(ts.SubmitBatchRequest(calls=[call] * size))
+    assert rich(caught.value).fields == ["calls"]
+    assert await _count(stub) == 0
+
+
+async def test_stream_rejects_bad_items_and_accepts_the_rest(stub: ts_grpc.TaskServiceStub) -> None:
+    """SubmitStream acks each batch with per-item results; a bad item does not sink the batch."""
+    good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    bad = pb.ToolCall(tool="nope")
+
+    async def batches() -> AsyncIterator[ts.SubmitStreamRequest]:
+        yield ts.SubmitStreamRequest(batch_id="b1", calls=[good, bad, good])
+
+    acks = [ack async for ack in stub.SubmitStream(batches())]
+    assert [a.batch_id for a in acks] == ["b1"]
+    results = acks[0].results
+    assert [bool(r.task_id) for r in results] == [True, False, True]
+    assert results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert await _count(stub) == 2
+
+
+async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceStub) -> None:
+    """A page token the server did not issue is INVALID_ARGUMENT naming page_token."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListTasks(ts.ListTasksRequest(page_token="not-a-token!"))
+    assert rich(caught.value).fields == ["page_token"]
+
+
+async def test_unknown_task_is_not_found(stub: ts_grpc.TaskServiceStub) -> None:
+    """GetTask of an id that does not exist is NOT_FOUND with reason TASK_NOT_FOUND."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTask(ts.GetTaskRequest(task_id="0" * 32))
+    assert (rich(caught.value).code, rich(caught.value).reason) == (
+        grpc.StatusCode.NOT_FOUND,
+        "TASK_NOT_FOUND",
+    )
+
+
+async def test_idempotency_key_reused_with_other_args(stub: ts_grpc.TaskServiceStub) -> None:
+    """The same key with the same call returns the same task; with another call, ALREADY_EXISTS."""
+    first = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"), idempotency_key="k1")
+    a = await stub.Submit(ts.SubmitRequest(call=first))
+    b = await stub.Submit(ts.SubmitRequest(call=first))
+    assert a.task_id == b.task_id and b.existing
+    other = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="b"), idempotency_key="k1")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(ts.SubmitRequest(call=other))
+    assert rich(caught.value).reason == "IDEMPOTENCY_KEY_REUSED"
+    assert await _count(stub) == 1
