@@ -78,6 +78,9 @@ class Config:
     source: Path | None = None
 
 
+_DEFAULT = Config()
+
+
 def default_principal(roots: list[Path]) -> Principal:
     """The anonymous principal of a local server: the given roots, read-mostly commands."""
     return Principal(
@@ -147,10 +150,10 @@ def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
     server = raw.get("server", {})
     principals_raw = raw.get("principals", [])
     config = Config(
-        listen=server.get("listen", Config.listen),
-        backend_url=server.get("backend", Config.backend_url),
-        workers=int(server.get("workers", Config.workers)),
-        lease_s=float(server.get("lease_s", Config.lease_s)),
+        listen=server.get("listen", _DEFAULT.listen),
+        backend_url=server.get("backend", _DEFAULT.backend_url),
+        workers=int(server.get("workers", _DEFAULT.workers)),
+        lease_s=float(server.get("lease_s", _DEFAULT.lease_s)),
         max_queued=int(server.get("max_queued", 0)),
         insecure=bool(server.get("insecure", False)),
         tls=_tls(raw.get("tls"), base),
@@ -181,16 +184,16 @@ def _tls(raw: Mapping[str, Any] | None, base: Path) -> TlsConfig | None:
 def _audit_path(raw: Mapping[str, Any], base: Path) -> Path | None:
     if raw.get("enabled", True) is False:
         return None
-    return base / raw["path"] if "path" in raw else Config.audit_path
+    return base / raw["path"] if "path" in raw else _DEFAULT.audit_path
 
 
 def _cache(raw: Mapping[str, Any]) -> CacheConfig:
     return CacheConfig(
         enabled=bool(raw.get("enabled", True)),
-        max_entries=int(raw.get("max_entries", CacheConfig.max_entries)),
-        max_bytes=int(raw.get("max_bytes", CacheConfig.max_bytes)),
-        max_entry_bytes=int(raw.get("max_entry_bytes", CacheConfig.max_entry_bytes)),
-        ttl_s=float(raw.get("ttl_s", CacheConfig.ttl_s)),
+        max_entries=int(raw.get("max_entries", _DEFAULT.cache.max_entries)),
+        max_bytes=int(raw.get("max_bytes", _DEFAULT.cache.max_bytes)),
+        max_entry_bytes=int(raw.get("max_entry_bytes", _DEFAULT.cache.max_entry_bytes)),
+        ttl_s=float(raw.get("ttl_s", _DEFAULT.cache.ttl_s)),
         tool_ttl_s=dict(raw.get("tool_ttl_s", {})),
         disabled_tools=frozenset(raw.get("disabled_tools", ())),
     )

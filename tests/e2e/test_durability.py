@@ -1,0 +1,71 @@
+"""A task acknowledged by the server survives the server being killed with SIGKILL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import clawq
+from tests.processes import start_clawq
+
+
+async def test_acknowledged_tasks_survive_kill_9(tmp_path: Path) -> None:
+    """Every id returned before kill -9 is found, queued, after a restart on the same file."""
+    server = await start_clawq(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        str(tmp_path / "q.db"),
+        "--root",
+        str(tmp_path / "ws"),
+        "--workers",
+        "0",
+    )
+    acked: list[str] = []
+    async with clawq.AsyncClient(server.target) as client:
+        for i in range(20):
+            acked.append(await client.submit("read_file", path=f"f{i}.txt"))
+        acked += await client.submit_batch(
+            [clawq.Call("list_directory", path=".") for _ in range(500)]
+        )
+    server.kill()
+    await server.proc.wait()
+    again = await start_clawq(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        str(tmp_path / "q.db"),
+        "--root",
+        str(tmp_path / "ws"),
+        "--workers",
+        "0",
+    )
+    try:
+        async with clawq.AsyncClient(again.target) as client:
+            found = await client.get_many(acked)
+        assert sorted(t.id for t in found) == sorted(acked)
+        assert {t.state for t in found} == {"QUEUED"}
+    finally:
+        await again.stop()
+
+
+async def test_sigterm_drains_in_flight_and_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM stops the server with exit status 0 after its queued reads are done or requeued."""
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "a.txt").write_text("hello")
+    server = await start_clawq(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        str(tmp_path / "q.db"),
+        "--root",
+        str(tmp_path / "ws"),
+        "--workers",
+        "2",
+    )
+    async with clawq.AsyncClient(server.target) as client:
+        result = await client.execute("read_file", path="a.txt")
+        assert result.output == "hello"
+    assert await server.stop() == 0
