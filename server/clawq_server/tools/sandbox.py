@@ -44,7 +44,6 @@ _ETC_FILES = (
     "localtime",
     "magic",
     "mime.types",
-    "gitconfig",
 )
 
 
