@@ -73,8 +73,10 @@ class Error(Exception):
         if self.reason:
             head += f" ({self.reason})"
         text = f"{head}: {self.message}"
-        if self.field_violations:
-            text += " [" + "; ".join(f"{f}: {d}" for f, d in self.field_violations) + "]"
+        # Servers often repeat a violation in the message; show only what it does not say.
+        extra = [(f, d) for f, d in self.field_violations if d not in self.message]
+        if extra:
+            text += " [" + "; ".join(f"{f}: {d}" for f, d in extra) + "]"
         return text
 
 

@@ -127,7 +127,9 @@ async def test_rich_status_becomes_typed_error(fake: Fake) -> None:
     assert error.field_violations == [("call.arguments.path", "is required")]
     assert error.retry_after is None
     assert isinstance(error.__cause__, grpc.aio.AioRpcError)
-    assert "TOOL_ARGUMENTS_INVALID" in str(error)
+    assert str(error) == (
+        "INVALID_ARGUMENT (TOOL_ARGUMENTS_INVALID): bad arguments [call.arguments.path: is required]"
+    )
 
 
 async def test_retry_info_is_decoded(fake: Fake) -> None:
