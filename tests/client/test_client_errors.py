@@ -128,7 +128,8 @@ async def test_rich_status_becomes_typed_error(fake: Fake) -> None:
     assert error.retry_after is None
     assert isinstance(error.__cause__, grpc.aio.AioRpcError)
     assert str(error) == (
-        "INVALID_ARGUMENT (TOOL_ARGUMENTS_INVALID): bad arguments [call.arguments.path: is required]"
+        "INVALID_ARGUMENT (TOOL_ARGUMENTS_INVALID): bad arguments"
+        " [call.arguments.path: is required]"
     )
 
 
