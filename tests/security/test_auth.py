@@ -1,0 +1,170 @@
+"""Authentication and isolation: tokens, TLS and mTLS, insecure binds, per-principal tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+import clawq
+from clawq.v1 import worker_service_pb2 as ws
+from clawq.v1 import worker_service_pb2_grpc as ws_grpc
+from clawq_server.app import check_bind
+from clawq_server.config import AuthConfig, Config, TlsConfig, default_principal, hash_token
+from clawq_server.errors import InvalidArgument
+from tests.conftest import ServerFactory
+from tests.processes import child_env
+from tests.security.certs import Authority
+
+
+def _principals(tmp_path: Path, **extra: object) -> dict[str, object]:
+    root = tmp_path / "workspace"
+    root.mkdir(exist_ok=True)
+    alice = replace(default_principal([root]), name="alice", worker=False, **extra)
+    bob = replace(default_principal([root]), name="bob", worker=False)
+    return {"alice": alice, "bob": bob}
+
+
+def _auth(**subjects: str) -> AuthConfig:
+    return AuthConfig(
+        tokens={hash_token("alice-token"): "alice", hash_token("bob-token"): "bob"},
+        subjects=subjects,
+        anonymous=False,
+    )
+
+
+async def test_calls_without_or_with_a_wrong_token_are_unauthenticated(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """No token and a wrong token both get UNAUTHENTICATED; the right token works."""
+    async with server_factory(auth=_auth(), principals=_principals(tmp_path)) as served:
+        for token in (None, "guess", "Bearer"):
+            async with clawq.AsyncClient(served.target, token=token) as client:
+                with pytest.raises(clawq.Unauthenticated) as caught:
+                    await client.submit("read_file", path="a.txt")
+                assert caught.value.reason == "UNAUTHENTICATED"
+        async with clawq.AsyncClient(served.target, token="alice-token") as client:
+            assert await client.submit("read_file", path="a.txt")
+
+
+async def test_a_task_is_visible_only_to_its_principal(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Bob gets NOT_FOUND for Alice's task, cannot cancel it, and does not list it."""
+    async with server_factory(auth=_auth(), principals=_principals(tmp_path), workers=0) as served:
+        async with clawq.AsyncClient(served.target, token="alice-token") as alice:
+            task_id = await alice.submit("read_file", path="a.txt")
+        async with clawq.AsyncClient(served.target, token="bob-token") as bob:
+            with pytest.raises(clawq.NotFound):
+                await bob.get(task_id)
+            with pytest.raises(clawq.NotFound):
+                await bob.cancel(task_id)
+            assert await bob.get_many([task_id]) == []
+            assert [t async for page in bob.list_tasks() for t in page] == []
+
+
+async def test_only_worker_principals_may_lease(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """WorkerService refuses a principal that is not marked as a worker."""
+    async with server_factory(auth=_auth(), principals=_principals(tmp_path)) as served:
+        async with grpc.aio.insecure_channel(served.target) as channel:
+            stub = ws_grpc.WorkerServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Lease(
+                    ws.LeaseRequest(worker_id="x", tools=["read_file"], max_tasks=1),
+                    metadata=[("authorization", "Bearer alice-token")],
+                )
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_rate_limit_answers_resource_exhausted_with_retry_info(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Past its burst, a principal gets RESOURCE_EXHAUSTED with a retry delay."""
+    principals = _principals(tmp_path, rate_per_s=0.5, burst=2)
+    async with server_factory(auth=_auth(), principals=principals, workers=0) as served:
+        async with clawq.AsyncClient(served.target, token="alice-token") as client:
+            await client.submit("read_file", path="a")
+            await client.submit("read_file", path="b")
+            with pytest.raises(clawq.ResourceExhausted) as caught:
+                await client.submit("read_file", path="c")
+    assert caught.value.reason == "RATE_LIMITED"
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 0
+
+
+async def test_tls_serves_encrypted_calls(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """With a server certificate, a client trusting the CA connects; a plaintext client fails."""
+    ca = Authority(tmp_path)
+    server = ca.issue("server", "localhost", server=True)
+    tls = TlsConfig(server.cert, server.key)
+    async with server_factory(tls=tls, auth=_auth(), principals=_principals(tmp_path)) as served:
+        async with clawq.AsyncClient(
+            served.target, token="alice-token", tls=True, ca=ca.pair.cert.read_bytes()
+        ) as client:
+            assert await client.submit("read_file", path="a.txt")
+        async with clawq.AsyncClient(served.target, token="alice-token", timeout=3) as plain:
+            with pytest.raises(clawq.Unavailable):
+                await plain.submit("read_file", path="a.txt")
+
+
+async def test_mtls_maps_a_client_certificate_and_refuses_clients_without_one(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Under mTLS a client certificate's subject names the principal; no certificate, no call."""
+    ca = Authority(tmp_path)
+    server = ca.issue("server", "localhost", server=True)
+    client_pair = ca.issue("agent", "agent-7")
+    tls = TlsConfig(server.cert, server.key, client_ca=ca.pair.cert)
+    principals = _principals(tmp_path)
+    async with server_factory(
+        tls=tls, auth=_auth(**{"agent-7": "alice"}), principals=principals
+    ) as served:
+        async with clawq.AsyncClient(
+            served.target,
+            tls=True,
+            ca=ca.pair.cert.read_bytes(),
+            cert=client_pair.cert.read_bytes(),
+            key=client_pair.key.read_bytes(),
+        ) as client:
+            task_id = await client.submit("read_file", path="a.txt")
+        async with clawq.AsyncClient(
+            served.target, token="alice-token", tls=True, ca=ca.pair.cert.read_bytes(), timeout=3
+        ) as nocert:
+            with pytest.raises(clawq.Unavailable):
+                await nocert.get(task_id)
+
+
+def test_non_loopback_bind_without_tls_and_auth_is_refused() -> None:
+    """0.0.0.0 without TLS and auth is refused unless insecure is set."""
+    with pytest.raises(InvalidArgument):
+        check_bind(Config(listen="0.0.0.0:0"))
+    check_bind(Config(listen="0.0.0.0:0", insecure=True))
+    check_bind(Config(listen="127.0.0.1:0"))
+
+
+async def test_clawq_serve_refuses_an_insecure_public_bind(tmp_path: Path) -> None:
+    """`clawq serve --listen 0.0.0.0:0` exits 2 with a one-line reason."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clawq_server.main",
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--db",
+        str(tmp_path / "q.db"),
+        "--root",
+        str(tmp_path / "ws"),
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(),
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert b"--insecure" in err
+    assert b"Traceback" not in err
