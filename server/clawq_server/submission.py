@@ -111,6 +111,10 @@ class Admission:
 
     def _admit(self, principal: Principal, call: Call, *, rate: bool = True) -> Admitted:
         _check_options(call)
+        if call.tool not in self._registry:
+            raise InvalidArgument.field(
+                "tool", f"no tool named {call.tool!r}", reason="TOOL_NOT_FOUND"
+            )
         tool = self._registry.get(call.tool)
         args = self._registry.validate(call.tool, call.args)
         self._permissions(principal, call.tool, args)

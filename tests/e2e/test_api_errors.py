@@ -36,7 +36,7 @@ def _struct(**values: Any) -> Struct:
 
 
 BAD_CALLS = [
-    ("unknown tool", pb.ToolCall(tool="no_such_tool"), "TOOL_NOT_FOUND", grpc.StatusCode.NOT_FOUND),
+    ("unknown tool", pb.ToolCall(tool="nope"), "TOOL_NOT_FOUND", grpc.StatusCode.INVALID_ARGUMENT),
     (
         "missing argument",
         pb.ToolCall(tool="read_file", arguments=_struct()),
@@ -146,7 +146,7 @@ async def test_stream_rejects_bad_items_and_accepts_the_rest(stub: ts_grpc.TaskS
     assert [a.batch_id for a in acks] == ["b1"]
     results = acks[0].results
     assert [bool(r.task_id) for r in results] == [True, False, True]
-    assert results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert await _count(stub) == 2
 
 

@@ -9,7 +9,10 @@ from typing import Any
 from clawq_server.policy import paths
 from clawq_server.policy.permissions import ArgumentCheck, Permissions
 from clawq_server.policy.principal import Principal
+from clawq_server.tools.command import ExecuteCommandTool
 from clawq_server.tools.files import DeleteFileTool, ListDirectoryTool, ReadFileTool, WriteFileTool
+from clawq_server.tools.process import ProcessRunner
+from clawq_server.tools.python import ExecutePythonTool
 from clawq_server.tools.registry import ToolRegistry
 
 
@@ -31,14 +34,20 @@ def _path_check(write: bool) -> ArgumentCheck:
 
 def build(sandbox: str = "auto") -> Toolset:
     """Every built-in tool (and plugins from entry points) with their static checks."""
+    runner = ProcessRunner(None if sandbox == "auto" else sandbox)
+    command, python = ExecuteCommandTool(runner), ExecutePythonTool(runner)
     registry = ToolRegistry()
     for tool in (ReadFileTool(), WriteFileTool(), ListDirectoryTool(), DeleteFileTool()):
         registry.register(tool)
+    registry.register(command)
+    registry.register(python)
     checks: dict[str, ArgumentCheck] = {
         "read_file": _path_check(write=False),
         "list_directory": _path_check(write=False),
         "write_file": _path_check(write=True),
         "delete_file": _path_check(write=True),
+        "execute_command": command.check,
+        "execute_python": python.check,
     }
     registry.load_entry_points()
-    return Toolset(registry, Permissions(checks), sandbox="none")
+    return Toolset(registry, Permissions(checks), sandbox=runner.sandbox_name)
