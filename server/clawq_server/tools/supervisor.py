@@ -122,7 +122,9 @@ def _supervise(argv: list[str], limits: dict[str, int]) -> None:
 def _mirror(status: int) -> None:
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        # SIGKILL and SIGSTOP cannot be reset (and need not be).
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)
     os._exit(os.waitstatus_to_exitcode(status))
