@@ -165,7 +165,7 @@ def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
         sandbox=str(server.get("sandbox", "auto")),
         source=path,
     )
-    overrides = {
+    overrides: dict[str, Any] = {
         "listen": env.get("CLAWQ_LISTEN"),
         "backend_url": env.get("CLAWQ_BACKEND") or env.get("CLAWQ_REDIS_URL"),
         "redis_prefix": env.get("CLAWQ_REDIS_PREFIX"),

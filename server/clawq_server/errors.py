@@ -130,9 +130,7 @@ class ToolFailure(ClawqError):
     code is a canonical status name such as NOT_FOUND or PERMISSION_DENIED.
     """
 
-    def __init__(
-        self, code: str, reason: str, message: str, *, retryable: bool = False
-    ) -> None:
+    def __init__(self, code: str, reason: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(message, reason=reason)
         self.code = code
         self.retryable = retryable

@@ -77,7 +77,7 @@ class Tasks:
         """Cancel a queued task, or ask the worker of a running one to stop it."""
         return await self._queue.cancel(task_id, principal.name)
 
-    async def list(self, principal: Principal, query: TaskQuery) -> TaskPage:
+    async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
         """A page of the principal's tasks."""
         return await self._queue.list_tasks(query)
 

@@ -22,7 +22,7 @@ class Rich:
 
 def rich(error: grpc.aio.AioRpcError) -> Rich:
     """Decode the google.rpc details of an RPC error."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     reason, fields, retry = "", [], None
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -18,13 +18,13 @@ from tests.e2e.rpc import rich
 
 
 @pytest.fixture
-async def stub(served: Served) -> AsyncIterator[ts_grpc.TaskServiceStub]:
+async def stub(served: Served) -> AsyncIterator[ts_grpc.TaskServiceAsyncStub]:
     """A raw TaskService stub on the test server."""
     async with grpc.aio.insecure_channel(served.target) as channel:
         yield ts_grpc.TaskServiceStub(channel)
 
 
-async def _count(stub: ts_grpc.TaskServiceStub) -> int:
+async def _count(stub: ts_grpc.TaskServiceAsyncStub) -> int:
     page = await stub.ListTasks(ts.ListTasksRequest(page_size=1000))
     return len(page.tasks)
 
@@ -97,7 +97,11 @@ BAD_CALLS = [
     ("case", "call", "reason", "code"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
 )
 async def test_bad_submit_is_refused_and_stores_nothing(
-    stub: ts_grpc.TaskServiceStub, case: str, call: pb.ToolCall, reason: str, code: grpc.StatusCode
+    stub: ts_grpc.TaskServiceAsyncStub,
+    case: str,
+    call: pb.ToolCall,
+    reason: str,
+    code: grpc.StatusCode,
 ) -> None:
     """Each kind of bad call gets its canonical code and reason, and nothing is stored."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -105,12 +109,15 @@ async def test_bad_submit_is_refused_and_stores_nothing(
     error = rich(caught.value)
     assert (error.code, error.reason) == (code, reason), case
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        assert error.fields and all(f.startswith("call.") for f in error.fields)
+        assert error.fields
+        assert all(f.startswith("call.") for f in error.fields)
     assert "Traceback" not in error.message
     assert await _count(stub) == 0
 
 
-async def test_bad_item_in_batch_refuses_the_whole_batch(stub: ts_grpc.TaskServiceStub) -> None:
+async def test_bad_item_in_batch_refuses_the_whole_batch(
+    stub: ts_grpc.TaskServiceAsyncStub,
+) -> None:
     """SubmitBatch is atomic: one bad call names calls[i] and nothing is stored."""
     good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
     bad = pb.ToolCall(tool="read_file", arguments=_struct(path=3))
@@ -124,7 +131,7 @@ async def test_bad_item_in_batch_refuses_the_whole_batch(stub: ts_grpc.TaskServi
 
 @pytest.mark.parametrize("size", [0, 10_001])
 async def test_empty_and_oversized_batches_are_refused(
-    stub: ts_grpc.TaskServiceStub, size: int
+    stub: ts_grpc.TaskServiceAsyncStub, size: int
 ) -> None:
     """A batch must hold 1 to 10,000 calls."""
     call = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
@@ -134,7 +141,9 @@ async def test_empty_and_oversized_batches_are_refused(
     assert await _count(stub) == 0
 
 
-async def test_stream_rejects_bad_items_and_accepts_the_rest(stub: ts_grpc.TaskServiceStub) -> None:
+async def test_stream_rejects_bad_items_and_accepts_the_rest(
+    stub: ts_grpc.TaskServiceAsyncStub,
+) -> None:
     """SubmitStream acks each batch with per-item results; a bad item does not sink the batch."""
     good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
     bad = pb.ToolCall(tool="nope")
@@ -150,14 +159,15 @@ async def test_stream_rejects_bad_items_and_accepts_the_rest(stub: ts_grpc.TaskS
     assert await _count(stub) == 2
 
 
-async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceStub) -> None:
+async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceAsyncStub) -> None:
     """A page token the server did not issue is INVALID_ARGUMENT naming page_token."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.ListTasks(ts.ListTasksRequest(page_token="not-a-token!"))
+        bad = "not-a-token!"
+        await stub.ListTasks(ts.ListTasksRequest(page_token=bad))
     assert rich(caught.value).fields == ["page_token"]
 
 
-async def test_unknown_task_is_not_found(stub: ts_grpc.TaskServiceStub) -> None:
+async def test_unknown_task_is_not_found(stub: ts_grpc.TaskServiceAsyncStub) -> None:
     """GetTask of an id that does not exist is NOT_FOUND with reason TASK_NOT_FOUND."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetTask(ts.GetTaskRequest(task_id="0" * 32))
@@ -167,12 +177,13 @@ async def test_unknown_task_is_not_found(stub: ts_grpc.TaskServiceStub) -> None:
     )
 
 
-async def test_idempotency_key_reused_with_other_args(stub: ts_grpc.TaskServiceStub) -> None:
+async def test_idempotency_key_reused_with_other_args(stub: ts_grpc.TaskServiceAsyncStub) -> None:
     """The same key with the same call returns the same task; with another call, ALREADY_EXISTS."""
     first = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"), idempotency_key="k1")
     a = await stub.Submit(ts.SubmitRequest(call=first))
     b = await stub.Submit(ts.SubmitRequest(call=first))
-    assert a.task_id == b.task_id and b.existing
+    assert a.task_id == b.task_id
+    assert b.existing
     other = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="b"), idempotency_key="k1")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Submit(ts.SubmitRequest(call=other))

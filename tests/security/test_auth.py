@@ -6,6 +6,7 @@ import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,12 +17,13 @@ from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.app import check_bind
 from clawq_server.config import AuthConfig, Config, TlsConfig, default_principal, hash_token
 from clawq_server.errors import InvalidArgument
+from clawq_server.policy.principal import Principal
 from tests.conftest import ServerFactory
 from tests.processes import child_env
 from tests.security.certs import Authority
 
 
-def _principals(tmp_path: Path, **extra: object) -> dict[str, object]:
+def _principals(tmp_path: Path, **extra: Any) -> dict[str, Principal]:
     root = tmp_path / "workspace"
     root.mkdir(exist_ok=True)
     alice = replace(default_principal([root]), name="alice", worker=False, **extra)

@@ -52,5 +52,5 @@ class Authenticator:
 
 
 def _peer_subject(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    values = context.auth_context().get("x509_common_name") or []
+    values = list(context.auth_context().get("x509_common_name") or [])
     return values[0].decode() if values else ""

@@ -195,7 +195,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         """One page of the caller's tasks."""
         try:
             principal = self._authenticate(context)
-            page = await self._tasks.list(principal, self._query(request, principal.name))
+            page = await self._tasks.list_tasks(principal, self._query(request, principal.name))
             return ts.ListTasksResponse(
                 tasks=[convert.task_to_proto(t) for t in page.tasks],
                 next_page_token=encode_page_token(page.next_cursor),

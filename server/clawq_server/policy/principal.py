@@ -37,8 +37,26 @@ class Limits:
 DEFAULT_DENY_PATTERNS = (".ssh", ".env", ".git/config", "*.pem", "*.key")
 
 DEFAULT_COMMANDS = (
-    "ls", "cat", "head", "tail", "wc", "grep", "find", "sort", "diff", "git",
-    "echo", "true", "false", "uniq", "cut", "tr", "stat", "file", "du", "tar",
+    "ls",
+    "cat",
+    "head",
+    "tail",
+    "wc",
+    "grep",
+    "find",
+    "sort",
+    "diff",
+    "git",
+    "echo",
+    "true",
+    "false",
+    "uniq",
+    "cut",
+    "tr",
+    "stat",
+    "file",
+    "du",
+    "tar",
 )
 
 
@@ -54,9 +72,28 @@ class Principal:
     deny_patterns: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     python_enabled: bool = False
     python_imports: frozenset[str] = frozenset(
-        {"math", "json", "re", "itertools", "functools", "collections", "datetime",
-         "statistics", "string", "random", "decimal", "fractions", "textwrap", "heapq",
-         "bisect", "operator", "typing", "dataclasses", "enum", "time"}
+        {
+            "math",
+            "json",
+            "re",
+            "itertools",
+            "functools",
+            "collections",
+            "datetime",
+            "statistics",
+            "string",
+            "random",
+            "decimal",
+            "fractions",
+            "textwrap",
+            "heapq",
+            "bisect",
+            "operator",
+            "typing",
+            "dataclasses",
+            "enum",
+            "time",
+        }
     )
     allow_recursive_delete: bool = False
     limits: Limits = field(default_factory=Limits)

@@ -33,9 +33,9 @@ class TaskQueue(Protocol):
     async def close(self) -> None:
         """Release connections; pending writes are committed first."""
 
-    async def submit(self, tasks: Sequence[NewTask], *, atomic: bool = False) -> list[
-        SubmitOutcome | Exception
-    ]:
+    async def submit(
+        self, tasks: Sequence[NewTask], *, atomic: bool = False
+    ) -> list[SubmitOutcome | Exception]:
         """Store tasks, acknowledging each only once it is durable.
 
         An idempotency key already used by the same principal with the same args_hash

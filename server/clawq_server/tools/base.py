@@ -27,11 +27,30 @@ class Tool(Protocol):
     PolicyDenied (the task ends FAILED with code PERMISSION_DENIED).
     """
 
-    name: str
-    description: str
-    side_effect: SideEffect
-    cacheable: bool
-    schema: JsonObject
+    @property
+    def name(self) -> str:
+        """The name calls use."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What the tool does, for ListTools."""
+        ...
+
+    @property
+    def side_effect(self) -> SideEffect:
+        """What running it may change."""
+        ...
+
+    @property
+    def cacheable(self) -> bool:
+        """True when its results may be served from the cache."""
+        ...
+
+    @property
+    def schema(self) -> JsonObject:
+        """JSON Schema of its arguments."""
+        ...
 
     async def run(self, args: JsonObject, ctx: ToolContext) -> ToolResult:
         """Run the tool."""

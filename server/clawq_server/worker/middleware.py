@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -63,7 +63,7 @@ class Metrics:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     async def __call__(self, call: ToolInvocation, next: Next) -> ToolResult:
         """Time the run and count it."""
