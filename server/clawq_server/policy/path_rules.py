@@ -10,6 +10,8 @@ from pathlib import Path
 from clawq_server.errors import InvalidArgument, PolicyDenied
 from clawq_server.policy.principal import Principal, Root
 
+NAME_MAX = 255
+
 
 @dataclass(frozen=True, slots=True)
 class Confined:
@@ -51,6 +53,8 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
         root = principal.roots[0]
         root_path = resolve_root(root)
         parts = _normalise(path.split("/"), path)
+    if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts):
+        raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
     pattern = denied_by(principal.deny_patterns, parts)
     if pattern is not None:
         raise PolicyDenied(f"path {path!r} matches the deny pattern {pattern!r}")

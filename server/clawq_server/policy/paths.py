@@ -83,8 +83,8 @@ def open_parent(confined: Confined, *, create: bool = False) -> int:
 def _open_child_dir(fd: int, name: str, confined: Confined, create: bool) -> int:
     try:
         return os.open(name, DIR_FLAGS, dir_fd=fd)
-    except FileNotFoundError as error:
-        if not create:
+    except OSError as error:
+        if not (create and isinstance(error, FileNotFoundError)):
             raise failure(error, fd, name, confined) from None
     try:
         os.mkdir(name, 0o755, dir_fd=fd)
@@ -253,7 +253,10 @@ def failure(error: OSError, parent: int, name: str, confined: Confined) -> Clawq
 
 def _denied_entry(parent: int, name: str, confined: Confined) -> PolicyDenied | None:
     """PolicyDenied when the entry that made the call fail is a symlink, FIFO or device."""
-    st = lstat_at(parent, name)
+    try:
+        st = lstat_at(parent, name)
+    except OSError:
+        return None
     if st is None or stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
         return None
     if stat.S_ISLNK(st.st_mode):

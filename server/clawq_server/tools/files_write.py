@@ -45,7 +45,8 @@ class WriteFileTool(FileTool):
             "path": path_property("File path relative to an allowed root, or absolute inside one."),
             "text": {"type": "string", "description": "Content as UTF-8 text."},
             "data": {
-                "type": "string", "contentEncoding": "base64",
+                "type": "string",
+                "contentEncoding": "base64",
                 "description": "Content as base64-encoded bytes.",
             },
             "mode": {"enum": list(MODES), "default": OVERWRITE, "description": "Write mode."},
@@ -127,7 +128,10 @@ def _create(parent: int, confined: paths.Confined, content: bytes) -> None:
     Readers never see a partial file, and a symlink (even a dangling one) at the name is
     an existing entry, so nothing is created through it.
     """
-    if paths.lstat_at(parent, confined.name) is not None:
+    old = paths.lstat_at(parent, confined.name)
+    if old is not None:
+        if not stat.S_ISDIR(old.st_mode):
+            paths.check_regular(old, confined)  # a symlink or FIFO here is refused as such
         raise _exists(confined)
     temp = _write_temp(parent, content, _NEW_FILE_MODE)
     try:
