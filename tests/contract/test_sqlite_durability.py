@@ -8,10 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
+import clawq_server
 from clawq_server.model import TaskState
 from clawq_server.queue.sqlite import SqliteQueue
 
-ROOT = Path(__file__).resolve().parents[2]
+# The source root clawq_server is imported from, for the child's PYTHONPATH.
+SOURCE_ROOT = Path(clawq_server.__file__).resolve().parents[1]
 
 # Four concurrent submitters, so acknowledged rows come from shared group commits.
 SUBMITTER = """
@@ -53,7 +55,7 @@ async def read_acks(stream: asyncio.StreamReader, batches: int) -> list[str]:
 async def test_acknowledged_tasks_survive_sigkill(tmp_path: Path) -> None:
     """Every task id printed after submit() returned is in the file after kill -9."""
     db = tmp_path / "queue.db"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'client'}{os.pathsep}{ROOT / 'server'}"}
+    env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SUBMITTER, str(db), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
