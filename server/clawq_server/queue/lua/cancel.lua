@@ -1,0 +1,21 @@
+-- Cancels a queued task now, or flags a running one for its worker. ARGV[3] task id,
+-- ARGV[4] '1' when scoped to the principal in ARGV[5].
+-- Returns {'OK', fields}, {'NOT_FOUND'} or {'FINISHED', state}.
+local t = load(ARGV[3])
+if not t or (ARGV[4] == '1' and t.principal ~= ARGV[5]) then return {'NOT_FOUND'} end
+if t.state ~= 'QUEUED' and t.state ~= 'RUNNING' then return {'FINISHED', t.state} end
+if t.state == 'QUEUED' then
+  if t.sid then
+    drop_entry(t)
+    redis.call('HINCRBY', COUNTS, 'r:' .. t.prio, -1)
+  else
+    redis.call('ZREM', DELAYED, t.id)
+  end
+  redis.call('HINCRBY', COUNTS, 'queued', -1)
+  terminal(t, 'CANCELLED')
+else
+  redis.call('HSET', t.key, 'cancel', '1')
+  redis.call('PUBLISH', EVENTS, 'c ' .. t.id)
+end
+notify()
+return {'OK', redis.call('HGETALL', t.key)}

@@ -1,0 +1,152 @@
+-- Shared helpers, prepended to every queue script. KEYS[1] is the queue's hash-tagged
+-- base; every other key is derived from it here (mirror of queue/keys.py), so all keys
+-- of one queue sit in one Redis Cluster slot.
+-- ARGV[1] is the caller's clock (epoch seconds), ARGV[2] the retention of finished tasks.
+local B = KEYS[1]
+local NOW_S = ARGV[1]
+local NOW = tonumber(NOW_S)
+local RETENTION = tonumber(ARGV[2])
+local GROUP = 'workers'
+local DELAYED = B .. ':delayed'
+local LEASES = B .. ':leases'
+local DEAD = B .. ':dead'
+local COUNTS = B .. ':counts'
+local ACTIVE = B .. ':active'
+local EVENTS = B .. ':events'
+local IDX_ALL = B .. ':idx:all'
+local TASK_FIELDS = {'state', 'principal', 'created', 'prio', 'tool', 'sid', 'attempt',
+  'max', 'se', 'idem', 'cancel', 'ikk', 'token'}
+
+local function task_key(id) return B .. ':task:' .. id end
+local function pkey(p) return #p .. ':' .. p end
+local function idx_p(p) return B .. ':idx:p:' .. pkey(p) end
+local function idx_ps(p, s) return B .. ':idx:ps:' .. pkey(p) .. ':' .. s end
+local function idx_pt(p, t) return B .. ':idx:pt:' .. pkey(p) .. ':' .. t end
+local function stream_key(level) return B .. ':ready:' .. level end
+local function fmt(seconds) return string.format('%.6f', seconds) end
+
+-- Transitions collected by a script and published once at its end.
+local ev = {work = false, done = {}}
+
+local function load(id)
+  local v = redis.call('HMGET', task_key(id), unpack(TASK_FIELDS))
+  if not v[1] then return nil end
+  local t = {id = id, key = task_key(id)}
+  for i, name in ipairs(TASK_FIELDS) do t[name] = v[i] end
+  t.attempt = tonumber(t.attempt)
+  t.max = tonumber(t.max)
+  return t
+end
+
+local function set_state(t, new)
+  redis.call('ZREM', idx_ps(t.principal, t.state), t.id)
+  redis.call('ZADD', idx_ps(t.principal, new), t.created, t.id)
+  redis.call('HSET', t.key, 'state', new)
+  t.state = new
+end
+
+-- The ready stream of a level, created with its consumer group on first use.
+local function open_level(level)
+  local s = stream_key(level)
+  if redis.call('SADD', ACTIVE, level) == 1 and redis.call('EXISTS', s) == 0 then
+    redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+  end
+  return s
+end
+
+local function to_stream(t)
+  local sid = redis.call('XADD', open_level(t.prio .. ':' .. t.tool), '*', 'id', t.id)
+  redis.call('HSET', t.key, 'sid', sid)
+  redis.call('HINCRBY', COUNTS, 'r:' .. t.prio, 1)
+  ev.work = true
+end
+
+-- Drops the task's stream entry (acknowledged if it was delivered).
+local function drop_entry(t)
+  if t.sid then
+    local s = stream_key(t.prio .. ':' .. t.tool)
+    redis.call('XACK', s, GROUP, t.sid)
+    redis.call('XDEL', s, t.sid)
+    redis.call('HDEL', t.key, 'sid')
+    t.sid = nil
+  end
+end
+
+local function to_queue(t, not_before)
+  set_state(t, 'QUEUED')
+  redis.call('HINCRBY', COUNTS, 'queued', 1)
+  if not_before > NOW then
+    redis.call('ZADD', DELAYED, not_before, t.id)
+  else
+    to_stream(t)
+  end
+end
+
+local function end_lease(t)
+  drop_entry(t)
+  redis.call('ZREM', LEASES, t.id)
+  redis.call('HDEL', t.key, 'token', 'lexp', 'worker')
+end
+
+local function terminal(t, state)
+  set_state(t, state)
+  redis.call('HSET', t.key, 'finished', NOW_S)
+  redis.call('EXPIRE', t.key, RETENTION)
+  if t.ikk and t.ikk ~= '' then redis.call('EXPIRE', t.ikk, RETENTION) end
+  if state == 'DEAD' then redis.call('ZADD', DEAD, NOW, t.id) end
+  ev.done[#ev.done + 1] = t.id
+end
+
+local function set_error(t, code, reason, message)
+  if code and code ~= '' then
+    redis.call('HSET', t.key, 'ecode', code, 'ereason', reason, 'emsg', message)
+  else
+    redis.call('HDEL', t.key, 'ecode', 'ereason', 'emsg')
+  end
+end
+
+local function notify()
+  if ev.work then redis.call('PUBLISH', EVENTS, 'w') end
+  if #ev.done > 0 then redis.call('PUBLISH', EVENTS, 't ' .. table.concat(ev.done, ' ')) end
+end
+
+-- Moves delayed tasks whose time has come to their ready stream.
+local function promote()
+  local ids = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW_S, 'LIMIT', 0, 1000)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', DELAYED, id)
+    local t = load(id)
+    if t and t.state == 'QUEUED' then to_stream(t) end
+  end
+end
+
+-- Settles expired leases: redeliver what is safe to run again, fail the rest.
+local function reclaim()
+  local ids = redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. NOW_S, 'LIMIT', 0, 1000)
+  for _, id in ipairs(ids) do
+    local t = load(id)
+    redis.call('ZREM', LEASES, id)
+    if t and t.state == 'RUNNING' then
+      end_lease(t)
+      set_error(t, 'ABORTED', 'WORKER_LOST', 'the worker running this task stopped renewing its lease')
+      if t.cancel == '1' then
+        terminal(t, 'CANCELLED')
+      elseif t.se == 'read_only' or t.idem == '1' then
+        if t.attempt >= t.max then terminal(t, 'DEAD') else to_queue(t, NOW) end
+      else
+        terminal(t, 'FAILED')
+      end
+    end
+  end
+end
+
+-- The earliest time a delayed task becomes due or a lease expires ('' if none).
+local function next_due()
+  local a = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  local b = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
+  local due = nil
+  if a[2] then due = tonumber(a[2]) end
+  if b[2] and (not due or tonumber(b[2]) < due) then due = tonumber(b[2]) end
+  if due then return fmt(due) end
+  return ''
+end

@@ -1,0 +1,326 @@
+"""The cluster task queue on Redis: streams per priority and tool, Lua transitions, pub/sub.
+
+Layout (names in queue/keys.py, all under one hash tag):
+- a hash per task holds its record and state, lease token and lease expiry;
+- ready tasks are entries of one stream per (priority, tool), read through a consumer
+  group; a lease takes the oldest entries of the highest priority among the tools the
+  worker offers, so a worker offering some tools never takes, hides or starves others';
+- delayed tasks (not_before, retry backoff) wait in a sorted set and move to their
+  stream when due; RUNNING tasks sit in a ``leases`` sorted set scored by expiry, which
+  heartbeats move exactly (XAUTOCLAIM's idle time cannot be extended by a heartbeat);
+- dead letters are a sorted set; indexes for listing are sorted sets by created time.
+Every transition is one Lua script (lua/*.lua), so one call is one round trip and
+atomic; transitions are published on the queue's channel to wake waiters anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from clawq_server.errors import (
+    BackendUnavailable,
+    LeaseLost,
+    NotFound,
+    ResourceExhausted,
+    TaskAlreadyFinished,
+)
+from clawq_server.model import (
+    Completion,
+    HeartbeatOutcome,
+    Lease,
+    NewTask,
+    QueueStats,
+    RetryPolicy,
+    SubmitOutcome,
+    Task,
+    TaskPage,
+    TaskQuery,
+    TaskState,
+)
+from clawq_server.queue.keys import QueueKeys
+from clawq_server.queue.redis_codec import (
+    completion_args,
+    entry_order,
+    epoch_or_blank,
+    key_reused,
+    outcome,
+    pairs,
+    submit_args,
+    to_task,
+)
+from clawq_server.queue.redis_events import Events
+from clawq_server.queue.redis_scripts import Scripts, translated
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_RETENTION = timedelta(days=7)
+# Waiters and idle workers re-read this often in case a pub/sub message was missed.
+POLL_S = 1.0
+HEALTH_CHECK_S = 10
+MAX_PAGE = 1000
+class RedisQueue:
+    """A TaskQueue on Redis; see queue/base.py for the semantics of each method.
+
+    Any number of processes may share one queue. Each instance keeps one bounded pool
+    (connections are health-checked, time out after socket_timeout and are not retried,
+    so an outage surfaces as BackendUnavailable within the caller's deadline and the
+    pool reconnects once Redis is back), one pub/sub subscriber, and a sweeper that
+    settles expired leases and due delayed tasks every sweep_interval seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "clawq",
+        queue: str = "default",
+        retry: RetryPolicy = DEFAULT_RETRY,
+        max_queued: int = 0,
+        pool_size: int = 32,
+        socket_timeout: float = 5.0,
+        retention: timedelta = DEFAULT_RETENTION,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        self.keys = QueueKeys(prefix, queue)
+        self._retry = retry
+        self._max_queued = max_queued
+        self._retention = str(max(int(retention.total_seconds()), 1))
+        self._sweep_interval = sweep_interval
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_S,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._client = Redis(connection_pool=self._pool)
+        self._scripts = Scripts.register(self._client)
+        self._events = Events(self._client, self.keys.events)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Check Redis answers, then start the subscriber and the sweeper."""
+        with translated():
+            await self._client.ping()
+        self._events.start()
+        if self._sweep_interval > 0:
+            self._sweeper = asyncio.create_task(self._sweep(), name="clawq-redis-sweeper")
+
+    async def close(self) -> None:
+        """Stop background work and close every connection."""
+        # A flag, not cancel(): redis-py may turn a cancellation that lands mid-command
+        # into a connection error, which the loops below would survive.
+        self._stopping.set()
+        if self._sweeper is not None:
+            await self._sweeper
+        await self._events.close()
+        await self._client.aclose()
+        await self._pool.disconnect()
+
+    async def submit(
+        self, tasks: Sequence[NewTask], *, atomic: bool = False
+    ) -> list[SubmitOutcome | Exception]:
+        """Store tasks in one script call; they are acknowledged once Redis has them."""
+        if not tasks:
+            return []
+        args: list[Any] = [int(atomic), self._max_queued, len(tasks)]
+        default = self._retry.default_max_attempts
+        for task in tasks:
+            args.extend(submit_args(self.keys, task, default))
+        reply = await self._eval(self._scripts.submit, args)
+        if reply[0] == b"CONFLICT":
+            clash = tasks[int(reply[1]) - 1]
+            raise key_reused(clash)
+        if reply[0] == b"FULL":
+            raise ResourceExhausted(
+                f"the queue holds {int(reply[1])} of at most {self._max_queued} tasks",
+                retry_after=1.0,
+            )
+        return [outcome(task, raw) for task, raw in zip(tasks, reply[1:], strict=True)]
+
+    async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
+        """The tasks that exist (and belong to principal), in the order asked."""
+        if not ids:
+            return []
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for task_id in ids:
+                    pipe.hgetall(self.keys.task(task_id))
+                records: list[dict[bytes, bytes]] = await pipe.execute()
+        tasks = [to_task(fields) for fields in records if fields]
+        return [t for t in tasks if principal is None or t.principal == principal]
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks newest first, filtered and paged by query."""
+        states = sorted(s.value for s in query.states)
+        cursor = ("", "") if query.cursor is None else (repr(query.cursor[0]), query.cursor[1])
+        args = [
+            int(query.principal is not None),
+            query.principal or "",
+            query.tool,
+            epoch_or_blank(query.created_after),
+            epoch_or_blank(query.created_before),
+            *cursor,
+            min(max(query.limit, 1), MAX_PAGE),
+            len(states),
+            *states,
+        ]
+        reply = await self._eval(self._scripts.list, args)
+        ids = [raw.decode() for raw in reply[2:]]
+        found = {task.id: task for task in await self.get_many(ids, None)}
+        tasks = [found[task_id] for task_id in ids if task_id in found]
+        next_cursor = None if not reply[0] else (float(reply[0]), reply[1].decode())
+        return TaskPage(tasks=tasks, next_cursor=next_cursor)
+
+    async def cancel(self, task_id: str, principal: str | None) -> Task:
+        """Cancel a queued task now; flag a running one for its worker."""
+        args = [task_id, int(principal is not None), principal or ""]
+        reply = await self._eval(self._scripts.cancel, args)
+        if reply[0] == b"NOT_FOUND":
+            raise NotFound(f"task {task_id} not found")
+        if reply[0] == b"FINISHED":
+            raise TaskAlreadyFinished(f"task {task_id} is already {reply[1].decode()}")
+        return to_task(pairs(reply[1]))
+
+    async def wait(self, task_id: str, principal: str | None, timeout: float) -> Task:
+        """The task once terminal, or as it is after timeout seconds."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._events.watching(task_id) as woken:
+            while True:
+                woken.clear()
+                found = await self.get_many([task_id], principal)
+                if not found:
+                    raise NotFound(f"task {task_id} not found")
+                remaining = deadline - time.monotonic()
+                if found[0].done or remaining <= 0:
+                    return found[0]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), min(remaining, POLL_S))
+
+    async def lease(
+        self,
+        worker_id: str,
+        tools: Collection[str] | None,
+        limit: int,
+        lease_for: timedelta,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Claim up to limit ready tasks, waiting up to wait seconds for one."""
+        if limit <= 0 or (tools is not None and not tools):
+            return []
+        deadline = time.monotonic() + max(wait, 0.0)
+        names = sorted(set(tools)) if tools is not None else None
+        tool_args: list[Any] = [-1] if names is None else [len(names), *names]
+        while True:
+            signal = self._events.work  # replaced on every notification, so none is missed
+            now = time.time()
+            token = secrets.token_hex(16)
+            expires = now + lease_for.total_seconds()
+            args = [worker_id, limit, token, repr(expires), *tool_args]
+            reply = await self._eval(self._scripts.lease, args, now=now)
+            remaining = deadline - time.monotonic()
+            if len(reply) > 1 or remaining <= 0:
+                records = sorted(
+                    (pairs(flat) for flat in reply[1:]),
+                    key=lambda f: (-int(f[b"prio"]), entry_order(f)),
+                )
+                until = datetime.fromtimestamp(expires, UTC)
+                return [Lease(task=to_task(f), token=token, expires=until) for f in records]
+            pause = min(remaining, POLL_S)
+            if reply[0]:
+                pause = min(pause, max(float(reply[0]) - time.time(), 0.001))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), pause)
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], lease_for: timedelta
+    ) -> HeartbeatOutcome:
+        """Extend leases; report lost ones and ones whose task was cancelled."""
+        if not leases:
+            return HeartbeatOutcome()
+        now = time.time()
+        args: list[Any] = [repr(now + lease_for.total_seconds())]
+        for task_id, token in leases:
+            args.extend((task_id, token))
+        lost, cancelled = await self._eval(self._scripts.heartbeat, args, now=now)
+        return HeartbeatOutcome(
+            lost=frozenset(raw.decode() for raw in lost),
+            cancelled=frozenset(raw.decode() for raw in cancelled),
+        )
+
+    async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
+        """Record a leased task's outcome, fenced by its token."""
+        policy = self._retry
+        args = [
+            task_id,
+            token,
+            int(completion.retryable),
+            repr(random.random()),  # noqa: S311
+            # (jitter, not secrecy)
+            repr(policy.base_delay.total_seconds()),
+            repr(policy.max_delay.total_seconds()),
+            *completion_args(completion),
+        ]
+        reply = await self._eval(self._scripts.complete, args)
+        if reply == b"LOST":
+            raise LeaseLost(f"task {task_id} is no longer leased with this token")
+        return TaskState(reply.decode())
+
+    async def release(self, task_id: str, token: str) -> None:
+        """Give a leased task back without counting the attempt."""
+        if await self._eval(self._scripts.release, [task_id, token]) == b"LOST":
+            raise LeaseLost(f"task {task_id} is no longer leased with this token")
+
+    async def stats(self) -> QueueStats:
+        """Depths and counts."""
+        counters, delayed, in_flight, dead = await self._eval(self._scripts.stats, [])
+        ready: dict[int, int] = {}
+        for name, value in pairs(counters).items():
+            if name.startswith(b"r:") and int(value) > 0:
+                ready[int(name[2:])] = int(value)
+        return QueueStats(
+            ready_by_priority=ready,
+            in_flight=int(in_flight),
+            delayed=int(delayed),
+            dead=int(dead),
+        )
+
+    async def requeue_dead(self, ids: Sequence[str] | None) -> int:
+        """Put DEAD tasks back in the queue; the count moved."""
+        args: list[Any] = ["1"] if ids is None else ["0", *ids]
+        return int(await self._eval(self._scripts.requeue, args))
+
+    async def _eval(self, script: AsyncScript, args: list[Any], now: float | None = None) -> Any:
+        stamp = repr(time.time() if now is None else now)
+        with translated():
+            return await script(keys=[self.keys.base], args=[stamp, self._retention, *args])
+
+    async def _sweep(self) -> None:
+        # Without it, a lost lease would be settled only when a worker next asks for work.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._sweep_interval)
+                return
+            try:
+                await self._eval(self._scripts.sweep, [])
+            except BackendUnavailable as exc:
+                log.warning("queue sweep failed: %s", exc)
+

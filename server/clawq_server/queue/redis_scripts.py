@@ -1,0 +1,78 @@
+"""The Redis queue's Lua scripts: each is lua/lib.lua plus one operation, sent by EVALSHA."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from clawq_server.errors import BackendUnavailable
+
+_NAMES = (
+    "submit",
+    "lease",
+    "complete",
+    "release",
+    "heartbeat",
+    "cancel",
+    "requeue",
+    "sweep",
+    "stats",
+    "list",
+)
+
+
+def source(name: str) -> str:
+    """The full text of one script: the shared helpers, then the operation."""
+    folder = resources.files("clawq_server.queue") / "lua"
+    lib = (folder / "lib.lua").read_text(encoding="utf-8")
+    return lib + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    """Every queue script, registered once with one client.
+
+    Each call is one EVALSHA; redis-py loads the script again by itself if the server
+    forgot it (a restart, SCRIPT FLUSH).
+    """
+
+    submit: AsyncScript
+    lease: AsyncScript
+    complete: AsyncScript
+    release: AsyncScript
+    heartbeat: AsyncScript
+    cancel: AsyncScript
+    requeue: AsyncScript
+    sweep: AsyncScript
+    stats: AsyncScript
+    list: AsyncScript
+
+    @classmethod
+    def register(cls, client: Redis) -> Scripts:
+        """Scripts bound to client."""
+        return cls(*(client.register_script(source(name)) for name in _NAMES))
+
+
+# Replies that mean "this Redis cannot serve writes right now", not a bug.
+_UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn Redis being unreachable, loading or read-only into BackendUnavailable."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
+        raise BackendUnavailable("the queue backend is unavailable") from exc
+    except ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            raise BackendUnavailable("the queue backend is unavailable") from exc
+        raise
