@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_support import cleaned, shared_redis_url
 
 from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.redis import RedisQueue
 from clawq_server.queue.sqlite import SqliteQueue
 
 from .helpers import MakeQueue, QueueOptions
@@ -30,8 +32,24 @@ async def sqlite_queue(tmp: Path, options: QueueOptions) -> AsyncIterator[TaskQu
         await queue.close()
 
 
+@asynccontextmanager
+async def redis_queue(tmp: Path, options: QueueOptions) -> AsyncIterator[TaskQueue]:
+    """A RedisQueue under a fresh key prefix on the test Redis; its keys deleted after."""
+    with shared_redis_url(tmp) as url:
+        async with cleaned(url) as prefix:
+            queue = RedisQueue(
+                url, prefix=prefix, retry=options.retry, max_queued=options.max_queued,
+                sweep_interval=0.1,
+            )
+            await queue.start()
+            try:
+                yield queue
+            finally:
+                await queue.close()
+
+
 # Every backend the suite runs against; add a name and an async context factory.
-QUEUE_FACTORIES: dict[str, QueueFactory] = {"sqlite": sqlite_queue}
+QUEUE_FACTORIES: dict[str, QueueFactory] = {"sqlite": sqlite_queue, "redis": redis_queue}
 
 
 @pytest.fixture(params=sorted(QUEUE_FACTORIES))
