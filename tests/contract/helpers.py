@@ -38,7 +38,6 @@ class QueueOptions:
     max_queued: int = 0
 
 
-
 def new_task(
     tool: str = "read_file",
     *,

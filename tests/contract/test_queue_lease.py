@@ -179,8 +179,15 @@ async def test_success_stores_the_result(queue: TaskQueue) -> None:
     """A completed task is SUCCEEDED with its whole result and a finish time."""
     await queue.submit([new_task()])
     held = await lease_one(queue)
-    result = ToolResult(output=b"\x00out", truncated=True, stderr=b"err", stderr_truncated=True,
-                        exit_code=0, signal=0, payload={"n": [1, 2]})
+    result = ToolResult(
+        output=b"\x00out",
+        truncated=True,
+        stderr=b"err",
+        stderr_truncated=True,
+        exit_code=0,
+        signal=0,
+        payload={"n": [1, 2]},
+    )
     assert await queue.complete(held.task.id, held.token, Completion(result=result)) == (
         TaskState.SUCCEEDED
     )
@@ -263,8 +270,15 @@ async def test_release_returns_the_task_uncounted(queue: TaskQueue) -> None:
 
 async def test_stats_count_each_kind(queue: TaskQueue) -> None:
     """stats reports ready tasks per priority, running, delayed and dead."""
-    await queue.submit([new_task(priority=1), new_task(priority=1), new_task(priority=2),
-                        new_task(delay=60), new_task(max_attempts=1, priority=7)])
+    await queue.submit(
+        [
+            new_task(priority=1),
+            new_task(priority=1),
+            new_task(priority=2),
+            new_task(delay=60),
+            new_task(max_attempts=1, priority=7),
+        ]
+    )
     [dead] = await queue.lease("w1", None, 1, LONG)
     await queue.complete(dead.task.id, dead.token, Completion(error=BOOM, retryable=True))
     await queue.lease("w1", None, 1, LONG)

@@ -15,8 +15,15 @@ from .helpers import MakeQueue, new_task
 
 async def test_submit_then_get_round_trips_the_task(queue: TaskQueue) -> None:
     """A submitted task reads back QUEUED with every field it was given."""
-    task = new_task("write_file", args={"path": "x", "data": "é"}, key="k", priority=4,
-                    max_attempts=5, idempotent=True, delay=30)
+    task = new_task(
+        "write_file",
+        args={"path": "x", "data": "é"},
+        key="k",
+        priority=4,
+        max_attempts=5,
+        idempotent=True,
+        delay=30,
+    )
     assert await queue.submit([task]) == [SubmitOutcome(task.id, existing=False)]
     [got] = await queue.get_many([task.id], "alice")
     assert got.id == task.id

@@ -57,8 +57,13 @@ async def test_acknowledged_tasks_survive_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "queue.db"
     env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SUBMITTER, str(db), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        SUBMITTER,
+        str(db),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     acked = await asyncio.wait_for(read_acks(proc.stdout, 40), 60)

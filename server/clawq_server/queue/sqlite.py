@@ -108,7 +108,10 @@ class SqliteQueue:
         if not tasks:
             return []
         op = partial(
-            ops.submit, tasks=tasks, atomic=atomic, max_queued=self._max_queued,
+            ops.submit,
+            tasks=tasks,
+            atomic=atomic,
+            max_queued=self._max_queued,
             retry=self._retry,
         )
         result: list[SubmitOutcome | Exception] = await self._db.write(op)
@@ -175,7 +178,12 @@ class SqliteQueue:
             token = secrets.token_hex(16)
             expires = now + lease_for.total_seconds()
             op = partial(
-                leasing.lease, tools=tools, limit=limit, now=now, expires=expires, token=token,
+                leasing.lease,
+                tools=tools,
+                limit=limit,
+                now=now,
+                expires=expires,
+                token=token,
                 worker_id=worker_id,
             )
             tasks, next_due = await self._claim(op, token)
@@ -225,8 +233,12 @@ class SqliteQueue:
     async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
         """Record a leased task's outcome, fenced by its token."""
         op = partial(
-            leasing.complete, task_id=task_id, token=token, completion=completion,
-            now=time.time(), retry=self._retry,
+            leasing.complete,
+            task_id=task_id,
+            token=token,
+            completion=completion,
+            now=time.time(),
+            retry=self._retry,
         )
         state: TaskState = await self._db.write(op)
         return state

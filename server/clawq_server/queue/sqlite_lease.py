@@ -39,6 +39,7 @@ _FINISH = (
     " error_code = ?, error_reason = ?, error_message = ? WHERE id = ? AND state = 'RUNNING'"
 )
 
+
 def reclaim_expired(conn: sqlite3.Connection, fx: Effects, now: float) -> None:
     """Settle tasks whose lease ran out: redeliver what is safe to run again, fail the rest."""
     rows = conn.execute(

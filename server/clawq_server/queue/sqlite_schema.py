@@ -140,9 +140,29 @@ def error_params(error: TaskError | None) -> tuple[str | None, str | None, str |
 
 def row_to_task(row: Sequence[Any]) -> Task:
     """A Task from a row selected with COLUMNS."""
-    (tid, principal, tool, args_json, state, side_effect, attempt, max_attempts, priority,
-     idem_key, idempotent, created, not_before, started, finished, output, stderr,
-     result_meta, error_code, error_reason, error_message) = row
+    (
+        tid,
+        principal,
+        tool,
+        args_json,
+        state,
+        side_effect,
+        attempt,
+        max_attempts,
+        priority,
+        idem_key,
+        idempotent,
+        created,
+        not_before,
+        started,
+        finished,
+        output,
+        stderr,
+        result_meta,
+        error_code,
+        error_reason,
+        error_message,
+    ) = row
     return Task(
         id=tid,
         principal=principal,
