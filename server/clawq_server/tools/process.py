@@ -29,9 +29,9 @@ from pathlib import Path
 
 from clawq_server.model import ToolResult
 from clawq_server.policy.principal import Limits
+from clawq_server.tools.pipes import Capture, Feed
 from clawq_server.tools.sandbox import Mount, PidsCgroups, RLimits, Sandbox, SandboxMode
 
-_READ_CHUNK = 65536
 _KILL_GRACE_S = 5.0
 _DRAIN_S = 5.0
 _MAX_SIGNAL = 64
@@ -83,77 +83,6 @@ class ProcessOutcome:
             signal=self.signal,
             payload=payload,
         )
-
-
-class _Capture:
-    """One output pipe read into a capped buffer; past the cap, read and discard to EOF."""
-
-    def __init__(self, fd: int, cap: int, activity: list[float], overflow: asyncio.Event) -> None:
-        self.data = bytearray()
-        self.truncated = False
-        self.done = asyncio.Event()
-        self._fd = fd
-        self._cap = cap
-        self._activity = activity
-        self._overflow = overflow
-        self._loop = asyncio.get_running_loop()
-        os.set_blocking(fd, False)
-        self._loop.add_reader(fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            chunk = os.read(self._fd, _READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.close()
-            return
-        self._activity[0] = self._loop.time()
-        room = self._cap - len(self.data)
-        self.data += chunk[:room]
-        if len(chunk) > room:
-            self.truncated = True
-            self._overflow.set()
-
-    def close(self) -> None:
-        if not self.done.is_set():
-            self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self.done.set()
-
-
-class _Feed:
-    """Writes stdin without blocking, then closes it; a reader that quits early is fine."""
-
-    def __init__(self, fd: int, data: bytes) -> None:
-        self._fd = fd
-        self._data = memoryview(data)
-        self._closed = False
-        self._loop = asyncio.get_running_loop()
-        if data:
-            os.set_blocking(fd, False)
-            self._loop.add_writer(fd, self._on_writable)
-        else:
-            self.close()
-
-    def _on_writable(self) -> None:
-        try:
-            sent = os.write(self._fd, self._data[:_READ_CHUNK])
-        except BlockingIOError:
-            return
-        except OSError:
-            sent = len(self._data)
-        self._data = self._data[sent:]
-        if not self._data:
-            self.close()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._loop.remove_writer(self._fd)
-            os.close(self._fd)
 
 
 class ProcessRunner:
@@ -265,9 +194,9 @@ class _Watch:
         self.cancelled = cancelled or asyncio.Event()
         self.activity = [asyncio.get_running_loop().time()]
         self.overflow = asyncio.Event()
-        self.feed = _Feed(fds[0], spec.stdin)
-        self.out = _Capture(fds[1], spec.max_output_bytes, self.activity, self.overflow)
-        self.err = _Capture(fds[2], spec.max_output_bytes, self.activity, self.overflow)
+        self.feed = Feed(fds[0], spec.stdin)
+        self.out = Capture(fds[1], spec.max_output_bytes, self.activity, self.overflow)
+        self.err = Capture(fds[2], spec.max_output_bytes, self.activity, self.overflow)
 
     async def run(self) -> ProcessOutcome:
         reason = await self._wait()
