@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import cleaned, shared_redis_url
 
 from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.redis import RedisQueue
 from clawq_server.queue.sqlite import SqliteQueue
+from tests.redis_support import cleaned, shared_redis_url
 
 from .helpers import MakeQueue, QueueOptions
 
@@ -38,7 +38,10 @@ async def redis_queue(tmp: Path, options: QueueOptions) -> AsyncIterator[TaskQue
     with shared_redis_url(tmp) as url:
         async with cleaned(url) as prefix:
             queue = RedisQueue(
-                url, prefix=prefix, retry=options.retry, max_queued=options.max_queued,
+                url,
+                prefix=prefix,
+                retry=options.retry,
+                max_queued=options.max_queued,
                 sweep_interval=0.1,
             )
             await queue.start()
