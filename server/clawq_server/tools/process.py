@@ -132,19 +132,11 @@ class ProcessRunner:
         cgroup: str | None,
         cancelled: asyncio.Event | None,
     ) -> ProcessOutcome:
-        limits = spec.limits
-        rlimits = RLimits(
-            cpu_s=limits.cpu_s,
-            memory_bytes=limits.memory_bytes,
-            processes=limits.processes,
-            file_size_bytes=limits.file_size_bytes,
-            open_files=limits.open_files,
-        )
         argv = self._sandbox.launch_argv(
             list(spec.argv),
             cwd=str(spec.cwd),
             mounts=list(spec.mounts),
-            limits=rlimits,
+            limits=_rlimits(spec.limits),
             cgroup=cgroup,
         )
         # Our own pipes, not asyncio's: Process.wait() must not depend on every pipe
@@ -175,6 +167,16 @@ class ProcessRunner:
             raise
         finally:
             watch.close()
+
+
+def _rlimits(limits: Limits) -> RLimits:
+    return RLimits(
+        cpu_s=limits.cpu_s,
+        memory_bytes=limits.memory_bytes,
+        processes=limits.processes,
+        file_size_bytes=limits.file_size_bytes,
+        open_files=limits.open_files,
+    )
 
 
 class _Watch:
