@@ -9,15 +9,20 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from clawq_server.queue.redis import RedisQueue
+
 LOCAL_URL = "redis://127.0.0.1:6379/0"
 START_TIMEOUT_S = 10.0
+
+# Opens a started RedisQueue; keyword arguments go to RedisQueue.
+MakeRedisQueue = Callable[..., Awaitable[RedisQueue]]
 
 
 def free_port() -> int:

@@ -1,0 +1,75 @@
+"""Redis-only behaviour across processes and outages: shared waits, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+from contract.helpers import new_task
+from redis_support import MakeRedisQueue, RedisServer
+
+from clawq_server.errors import BackendUnavailable
+from clawq_server.model import Completion, TaskState, ToolResult
+
+LONG = timedelta(seconds=30)
+
+
+async def test_completion_on_one_server_wakes_a_waiter_on_another(
+    make_redis_queue: MakeRedisQueue,
+) -> None:
+    """wait() on one RedisQueue returns soon after another instance completes the task."""
+    front, back = await make_redis_queue(), await make_redis_queue()
+    task = new_task()
+    await front.submit([task])
+    waiting = asyncio.create_task(front.wait(task.id, "alice", 10.0))
+    [held] = await back.lease("w1", None, 1, LONG, wait=2.0)
+    await asyncio.sleep(0.05)  # let the waiter park; it must be woken, not poll
+    started = time.monotonic()
+    await back.complete(held.task.id, held.token, Completion(result=ToolResult(b"ok")))
+    done = await asyncio.wait_for(waiting, 5.0)
+    assert done.state == TaskState.SUCCEEDED
+    assert time.monotonic() - started < 0.5  # well below the 1 s fallback re-read
+
+
+async def test_submit_on_one_server_wakes_a_lease_waiting_on_another(
+    make_redis_queue: MakeRedisQueue,
+) -> None:
+    """A lease waiting on one instance returns soon after a submit through another."""
+    front, back = await make_redis_queue(), await make_redis_queue()
+    waiting = asyncio.create_task(back.lease("w1", None, 1, LONG, wait=10.0))
+    await asyncio.sleep(0.1)
+    task = new_task()
+    started = time.monotonic()
+    await front.submit([task])
+    [held] = await asyncio.wait_for(waiting, 5.0)
+    assert held.task.id == task.id
+    assert time.monotonic() - started < 0.5
+
+
+async def test_redis_restart_is_unavailable_then_recovers(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """While Redis is down calls fail fast with BackendUnavailable; afterwards the same
+    queue works again and nothing acknowledged was lost."""
+    queue = await make_redis_queue(socket_timeout=1.0)
+    kept = new_task()
+    await queue.submit([kept])
+    private_redis.stop()
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        await queue.submit([new_task()])
+    with pytest.raises(BackendUnavailable):
+        await queue.get_many([kept.id], None)
+    assert time.monotonic() - started < 3.0
+    private_redis.start()
+    [held] = await queue.lease("w1", None, 1, LONG, wait=2.0)
+    assert held.task.id == kept.id
+    assert await queue.complete(held.task.id, held.token, Completion()) == TaskState.SUCCEEDED
+    again = new_task()
+    waiting = asyncio.create_task(queue.wait(again.id, "alice", 10.0))
+    await queue.submit([again])
+    [held] = await queue.lease("w1", None, 1, LONG, wait=2.0)
+    await queue.complete(held.task.id, held.token, Completion())
+    assert (await asyncio.wait_for(waiting, 5.0)).state == TaskState.SUCCEEDED
