@@ -103,7 +103,7 @@ async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]
         audit = AuditLog(config.audit_path, Redactor(config.redact_patterns))
         await audit.start()
         sink = audit
-    tools = builtin.build(config.sandbox)
+    tools = builtin.build(config.sandbox, config.remote_tools)
     app = App(config, queue, audit=audit, sandbox=tools.sandbox)
     try:
         chain = middleware.build_chain(
@@ -122,7 +122,10 @@ async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]
                 policy.principal,
                 chain,
                 WorkerSettings(
-                    concurrency=config.workers, lease_s=config.lease_s, grace_s=config.grace_s
+                    tools=tools.local,
+                    concurrency=config.workers,
+                    lease_s=config.lease_s,
+                    grace_s=config.grace_s,
                 ),
             )
             await worker.start()

@@ -75,6 +75,9 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     sandbox: str = "auto"
     grace_s: float = 10.0
+    remote_tools: tuple[
+        Mapping[str, Any], ...
+    ] = ()  # `[[tools]]` tables: tools external workers run
     source: Path | None = None
 
 
@@ -163,6 +166,7 @@ def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
         redact_patterns=tuple(raw.get("audit", {}).get("redact_patterns", ())),
         cache=_cache(raw.get("cache", {})),
         sandbox=str(server.get("sandbox", "auto")),
+        remote_tools=tuple(raw.get("tools", [])),
         source=path,
     )
     overrides: dict[str, Any] = {

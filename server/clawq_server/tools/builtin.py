@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from clawq_server.tools.files import DeleteFileTool, ListDirectoryTool, ReadFile
 from clawq_server.tools.process import ProcessRunner
 from clawq_server.tools.python import ExecutePythonTool
 from clawq_server.tools.registry import ToolRegistry
+from clawq_server.tools.remote import remote_tool
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,12 @@ class Toolset:
     registry: ToolRegistry
     permissions: Permissions
     sandbox: str
+    local: frozenset[str]
+
+    @property
+    def remote(self) -> frozenset[str]:
+        """Tools only external workers run."""
+        return frozenset(self.registry.names()) - self.local
 
 
 def _path_check(write: bool) -> ArgumentCheck:
@@ -32,7 +39,7 @@ def _path_check(write: bool) -> ArgumentCheck:
     return check
 
 
-def build(sandbox: str = "auto") -> Toolset:
+def build(sandbox: str = "auto", remote: Sequence[Mapping[str, Any]] = ()) -> Toolset:
     """Every built-in tool (and plugins from entry points) with their static checks."""
     runner = ProcessRunner(None if sandbox == "auto" else sandbox)
     command, python = ExecuteCommandTool(runner), ExecutePythonTool(runner)
@@ -50,4 +57,7 @@ def build(sandbox: str = "auto") -> Toolset:
         "execute_python": python.check,
     }
     registry.load_entry_points()
-    return Toolset(registry, Permissions(checks), sandbox=runner.sandbox_name)
+    local = frozenset(registry.names())
+    for raw in remote:
+        registry.register(remote_tool(raw))
+    return Toolset(registry, Permissions(checks), sandbox=runner.sandbox_name, local=local)
