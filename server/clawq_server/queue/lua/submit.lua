@@ -59,20 +59,24 @@ for _, o in ipairs(fresh) do
   local id, principal, tool, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 12]
   local prio, nb, ikk = ARGV[o + 9], ARGV[o + 13], ARGV[o + 8]
   local key = task_key(id)
-  redis.call('HSET', key, 'id', id, 'principal', principal, 'tool', tool,
-    'args', ARGV[o + 4], 'ahash', ARGV[o + 5], 'se', ARGV[o + 6], 'ikey', ARGV[o + 7],
-    'ikk', ikk, 'prio', prio, 'max', ARGV[o + 10], 'idem', ARGV[o + 11],
-    'created', created, 'nb', nb, 'state', 'QUEUED', 'attempt', 0)
-  if ikk ~= '' then redis.call('SET', ikk, id .. ' ' .. ARGV[o + 5]) end
+  -- The stream entry first, so the record is written by one HSET with its entry id.
+  local sid = false
   if tonumber(nb) > NOW then
     redis.call('ZADD', DELAYED, nb, id)
   else
     local level = prio .. ':' .. tool
     local s = streams[level]
     if not s then s = open_level(level); streams[level] = s end
-    redis.call('HSET', key, 'sid', redis.call('XADD', s, '*', 'id', id))
+    sid = redis.call('XADD', s, '*', 'id', id)
     ready[prio] = (ready[prio] or 0) + 1
   end
+  local record = {key, 'id', id, 'principal', principal, 'tool', tool,
+    'args', ARGV[o + 4], 'ahash', ARGV[o + 5], 'se', ARGV[o + 6], 'ikey', ARGV[o + 7],
+    'ikk', ikk, 'prio', prio, 'max', ARGV[o + 10], 'idem', ARGV[o + 11],
+    'created', created, 'nb', nb, 'state', 'QUEUED', 'attempt', 0}
+  if sid then record[#record + 1] = 'sid'; record[#record + 1] = sid end
+  redis.call('HSET', unpack(record))
+  if ikk ~= '' then redis.call('SET', ikk, id .. ' ' .. ARGV[o + 5]) end
   add_index(IDX_ALL, created, id)
   add_index(idx_p(principal), created, id)
   add_index(idx_ps(principal, 'QUEUED'), created, id)
