@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import MakeRedisQueue, RedisServer, redis_server, unique_prefix
 
 from clawq_server.queue.redis import RedisQueue
+from tests.redis_support import MakeRedisQueue, RedisServer, redis_server, unique_prefix
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import time
 from datetime import timedelta
 
 import pytest
-from contract.helpers import new_task
-from redis_support import MakeRedisQueue, RedisServer
 
 from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Completion, TaskState, ToolResult
+from tests.contract.helpers import new_task
+from tests.redis_support import MakeRedisQueue, RedisServer
 
 LONG = timedelta(seconds=30)
 

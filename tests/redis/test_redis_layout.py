@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contract.helpers import new_task
 from redis.asyncio import Redis
-from redis_support import MakeRedisQueue, RedisServer
 
 from clawq_server.model import Completion, TaskState, ToolResult
+from tests.contract.helpers import new_task
+from tests.redis_support import MakeRedisQueue, RedisServer
 
 LONG = timedelta(seconds=30)
 
