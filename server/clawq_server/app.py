@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -78,10 +78,12 @@ class App:
 
     config: Config
     queue: TaskQueue
+    reload: Reloader
     served: Served | None = None
     workers: list[Worker] = field(default_factory=list)
     audit: AuditLog | None = None
     sandbox: str = "none"
+    watcher: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -90,7 +92,9 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]:
+async def build_app(
+    config: Config, *, serve: bool = True, env: Mapping[str, str] | None = None
+) -> AsyncIterator[App]:
     """Start queue, audit, workers and server; stop them in reverse order on exit."""
     if serve:
         check_bind(config)
@@ -104,7 +108,9 @@ async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]
         await audit.start()
         sink = audit
     tools = builtin.build(config.sandbox, config.remote_tools)
-    app = App(config, queue, audit=audit, sandbox=tools.sandbox)
+    app = App(config, queue, Reloader(policy, env or {}), audit=audit, sandbox=tools.sandbox)
+    if config.source is not None:
+        app.watcher = asyncio.create_task(app.reload.watch(), name="config-watch")
     try:
         chain = middleware.build_chain(
             [
@@ -139,9 +145,7 @@ async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]
                 config.listen,
                 config.tls,
                 TaskServicer(Tasks(queue, admission, NoCache()), authenticate),
-                AdminServicer(
-                    tools.registry, queue, NoCacheControl(), _reloader(policy), authenticate
-                ),
+                AdminServicer(tools.registry, queue, NoCacheControl(), app.reload, authenticate),
                 WorkerServicer(queue, authenticate),
             )
         yield app
@@ -150,6 +154,8 @@ async def build_app(config: Config, *, serve: bool = True) -> AsyncIterator[App]
 
 
 async def _shutdown(app: App) -> None:
+    if app.watcher is not None:
+        app.watcher.cancel()
     if app.served is not None:
         await app.served.set_serving(False)
         await app.served.server.stop(grace=app.config.grace_s)
@@ -160,24 +166,48 @@ async def _shutdown(app: App) -> None:
     await app.queue.close()
 
 
-def _reloader(policy: Policy) -> Callable[[], Awaitable[str]]:
-    async def reload() -> str:
-        source = policy.config.source
-        if source is None:
-            return "no configuration file to reload"
+class Reloader:
+    """Re-reads the config file on request, on SIGHUP and when the file changes.
+
+    Only principals and auth are swapped; an invalid file is refused and the old
+    configuration stays in force.
+    """
+
+    def __init__(self, policy: Policy, env: Mapping[str, str]) -> None:
+        self._policy = policy
+        self._env = env
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        source = self._policy.config.source
         try:
-            fresh = await asyncio.to_thread(config_mod.load, source, {})
+            stat = source.stat() if source is not None else None
+        except OSError:
+            return None
+        return None if stat is None else (stat.st_mtime_ns, stat.st_size)
+
+    async def __call__(self) -> str:
+        """Reload now; an empty string on success, else why the new file was refused."""
+        current = self._policy.config
+        if current.source is None:
+            return "no configuration file to reload"
+        self._stamp = self._file_stamp()
+        try:
+            fresh = await asyncio.to_thread(config_mod.load, current.source, self._env)
         except (ClawqError, KeyError, TypeError, ValueError) as error:
-            return f"refused: {error}"
-        keep_anonymous = {
-            k: v for k, v in policy.config.principals.items() if k == config_mod.ANONYMOUS
-        }
-        policy.config = replace(
-            policy.config,
-            auth=fresh.auth,
-            principals={**keep_anonymous, **fresh.principals},
+            message = error.message if isinstance(error, ClawqError) else repr(error)
+            log.warning("configuration reload refused: %s", message)
+            return f"refused: {message}"
+        kept = {k: v for k, v in current.principals.items() if k == config_mod.ANONYMOUS}
+        self._policy.config = replace(
+            current, auth=fresh.auth, principals={**kept, **fresh.principals}
         )
-        log.info("configuration reloaded from %s", source)
+        log.info("configuration reloaded from %s", current.source)
         return ""
 
-    return reload
+    async def watch(self, interval: float = 1.0) -> None:
+        """Reload whenever the file's mtime or size changes (polled: one stat a second)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._file_stamp() != self._stamp:
+                await self()

@@ -90,7 +90,8 @@ async def _run(cfg: config.Config, *, serve: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_app(cfg, serve=serve) as app:
+    async with build_app(cfg, serve=serve, env=os.environ) as app:
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload()))
         what = (
             f"listening on {cfg.listen.rsplit(':', 1)[0]}:{app.port}" if serve else "worker running"
         )
