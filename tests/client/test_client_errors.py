@@ -159,7 +159,7 @@ async def test_unreachable_server_is_unavailable() -> None:
 
 async def test_token_is_sent_as_bearer_metadata(fake: Fake) -> None:
     """The token travels as `authorization: Bearer <token>` on every call."""
-    async with clawq.AsyncClient(fake.target, token="s3cret") as client:  # noqa: S106 - a test token
+    async with clawq.AsyncClient(fake.target, token="s3cret") as client:
         await client.get("a")
         await client.get("b")
     assert [m.get("authorization") for m in fake.servicer.seen_metadata] == ["Bearer s3cret"] * 2

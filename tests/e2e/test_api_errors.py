@@ -161,8 +161,8 @@ async def test_stream_rejects_bad_items_and_accepts_the_rest(
 
 async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceAsyncStub) -> None:
     """A page token the server did not issue is INVALID_ARGUMENT naming page_token."""
+    bad = "not-a-token!"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        bad = "not-a-token!"
         await stub.ListTasks(ts.ListTasksRequest(page_token=bad))
     assert rich(caught.value).fields == ["page_token"]
 

@@ -16,7 +16,7 @@ from clawq_server.tools.base import ToolContext
 from clawq_server.tools.process import ProcessSpec
 from clawq_server.tools.sandbox import Mount, Sandbox, SandboxMode
 
-PROC_SECRET = "PROC-SECRET-OUTSIDE-THE-ROOT"  # noqa: S105 - a canary, not a credential
+PROC_SECRET = "PROC-SECRET-OUTSIDE-THE-ROOT"
 HAS_BWRAP = shutil.which("bwrap") is not None and Sandbox.detect() is SandboxMode.BWRAP
 needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
 MODES = [pytest.param("bwrap", marks=needs_bwrap), "subreaper"]

@@ -73,15 +73,17 @@ async def test_only_worker_principals_may_lease(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     """WorkerService refuses a principal that is not marked as a worker."""
-    async with server_factory(auth=_auth(), principals=_principals(tmp_path)) as served:
-        async with grpc.aio.insecure_channel(served.target) as channel:
-            stub = ws_grpc.WorkerServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Lease(
-                    ws.LeaseRequest(worker_id="x", tools=["read_file"], max_tasks=1),
-                    metadata=[("authorization", "Bearer alice-token")],
-                )
-            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with (
+        server_factory(auth=_auth(), principals=_principals(tmp_path)) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        stub = ws_grpc.WorkerServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Lease(
+                ws.LeaseRequest(worker_id="x", tools=["read_file"], max_tasks=1),
+                metadata=[("authorization", "Bearer alice-token")],
+            )
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_rate_limit_answers_resource_exhausted_with_retry_info(
@@ -89,12 +91,14 @@ async def test_rate_limit_answers_resource_exhausted_with_retry_info(
 ) -> None:
     """Past its burst, a principal gets RESOURCE_EXHAUSTED with a retry delay."""
     principals = _principals(tmp_path, rate_per_s=0.5, burst=2)
-    async with server_factory(auth=_auth(), principals=principals, workers=0) as served:
-        async with clawq.AsyncClient(served.target, token="alice-token") as client:
-            await client.submit("read_file", path="a")
-            await client.submit("read_file", path="b")
-            with pytest.raises(clawq.ResourceExhausted) as caught:
-                await client.submit("read_file", path="c")
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as client,
+    ):
+        await client.submit("read_file", path="a")
+        await client.submit("read_file", path="b")
+        with pytest.raises(clawq.ResourceExhausted) as caught:
+            await client.submit("read_file", path="c")
     assert caught.value.reason == "RATE_LIMITED"
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
