@@ -291,3 +291,23 @@ async def test_a_symlinked_root_is_resolved_once_and_usable(tree: Tree) -> None:
         result = await tree.call("read_file", principal, path=str(spelling / "a.txt"))
         assert result.output == INSIDE
     os.unlink(alias)
+
+
+async def test_a_nested_read_only_root_holds_for_relative_paths_too(tree: Tree) -> None:
+    """A relative path into a read-only root nested in the first root is still read-only."""
+    principal = tree.with_policy(roots=(Root(tree.root), Root(tree.root / "sub", writable=False)))
+    with pytest.raises(PolicyDenied, match="read-only"):
+        await tree.call("write_file", principal, path="sub/b.txt", text="x")
+    assert (tree.root / "sub" / "b.txt").read_bytes() == INSIDE
+
+
+async def test_deleting_a_directory_that_holds_a_root_is_refused(tree: Tree) -> None:
+    """A recursive delete of an ancestor of another root is refused; the root survives."""
+    inner = tree.root / "sub" / "inner"
+    inner.mkdir()
+    principal = tree.with_policy(
+        roots=(Root(tree.root), Root(inner)), allow_recursive_delete=True
+    )
+    with pytest.raises(PolicyDenied, match="root"):
+        await tree.call("delete_file", principal, path="sub", recursive=True)
+    assert inner.is_dir()

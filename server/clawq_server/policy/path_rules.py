@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
+import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from clawq_server.errors import InvalidArgument, PolicyDenied
@@ -18,7 +20,8 @@ class Confined:
     """A path checked lexically against a principal's roots; nothing is opened yet.
 
     ``relative`` holds the normalised components under the root (empty: the root itself);
-    ``absolute`` is lexical, for messages and cache keys; ``root_path`` is the resolved root.
+    ``absolute`` is lexical, for messages and cache keys; ``root_path`` is the root as
+    configured, made absolute (its own symlinks are the administrator's and are followed).
     """
 
     root: Root
@@ -40,19 +43,26 @@ class Confined:
 def confine(principal: Principal, path: str, *, write: bool = False) -> Confined:
     """Check path against the principal's roots and deny patterns without touching it.
 
-    Raises InvalidArgument for malformed paths and PolicyDenied for paths outside every
-    root, matching a deny pattern, or (with write) under a read-only root.
+    Relative paths start at the first root; absolute ones must lie in some root. Either way
+    the most specific (innermost) root containing the path decides, so a read-only root
+    nested in a writable one keeps its files. Raises InvalidArgument for malformed paths and
+    PolicyDenied for paths outside every root, matching a deny pattern, or (with write)
+    under a read-only root.
     """
     if "\x00" in path:
         raise InvalidArgument.field("path", "must not contain NUL bytes")
     if not principal.roots:
         raise PolicyDenied(f"principal {principal.name!r} has no allowed roots")
     if path.startswith("/"):
-        root, root_path, parts = _absolute(principal, path)
+        found = _innermost(principal, _lexical_absolute(path), resolve=True)
+        if found is None:
+            raise PolicyDenied(f"path {path!r} is outside every allowed root")
+        root, parts = found
     else:
-        root = principal.roots[0]
-        root_path = resolve_root(root)
-        parts = _normalise(path.split("/"), path)
+        root, parts = principal.roots[0], _normalise(path.split("/"), path)
+        if len(principal.roots) > 1:
+            whole = _root_parts(root) + parts
+            root, parts = _innermost(principal, whole, resolve=False) or (root, parts)
     if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts):
         raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
     pattern = denied_by(principal.deny_patterns, parts)
@@ -60,12 +70,18 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
         raise PolicyDenied(f"path {path!r} matches the deny pattern {pattern!r}")
     if write and not root.writable:
         raise PolicyDenied(f"path {path!r} is under a read-only root")
+    root_path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
     return Confined(root, parts, root_path.joinpath(*parts), root_path)
 
 
 def resolve_root(root: Root) -> Path:
     """The root with its own symlinks resolved (an administrator may configure a symlink)."""
     return Path(os.path.realpath(root.path))
+
+
+def _root_parts(root: Root) -> tuple[str, ...]:
+    path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
+    return _lexical_absolute(str(path))
 
 
 def _normalise(components: list[str], original: str) -> tuple[str, ...]:
@@ -93,20 +109,54 @@ def _lexical_absolute(path: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _absolute(principal: Principal, path: str) -> tuple[Root, Path, tuple[str, ...]]:
-    """The most specific root containing path, compared component by component."""
-    parts = _lexical_absolute(path)
-    best: tuple[Root, Path, tuple[str, ...]] | None = None
+def _innermost(
+    principal: Principal, parts: tuple[str, ...], *, resolve: bool
+) -> tuple[Root, tuple[str, ...]] | None:
+    """The innermost root containing the absolute components, compared component-wise.
+
+    With resolve, each root is matched both as configured and with its symlinks resolved,
+    so either spelling of an absolute path works (a syscall per root: absolute paths only).
+    """
+    best: tuple[Root, tuple[str, ...]] | None = None
     best_len = -1
     for root in principal.roots:
-        resolved = resolve_root(root)
-        for spelling in (resolved.parts[1:], _lexical_absolute(str(root.path))):
+        spellings = [_root_parts(root)]
+        if resolve:
+            spellings.append(resolve_root(root).parts[1:])
+        for spelling in spellings:
             n = len(spelling)
             if n > best_len and parts[:n] == spelling:
-                best, best_len = (root, resolved, parts[n:]), n
-    if best is None:
-        raise PolicyDenied(f"path {path!r} is outside every allowed root")
+                best, best_len = (root, parts[n:]), n
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class _DenyRules:
+    """Compiled deny patterns: single components in one alternation, runs piece by piece."""
+
+    any_single: re.Pattern[str] | None
+    singles: tuple[tuple[str, re.Pattern[str]], ...]
+    runs: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(patterns: tuple[str, ...]) -> _DenyRules:
+    """Deny patterns as regular expressions: compiled once per distinct pattern list."""
+    def rx(pattern: str) -> re.Pattern[str]:
+        return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+
+    singles = [p for p in patterns if "/" not in p.strip("/")]
+    combined = None
+    if singles:
+        # One alternation over every single-component pattern: one match per component.
+        alternatives = "|".join(f"(?:{fnmatch.translate(p)})" for p in singles)
+        combined = re.compile(alternatives, re.IGNORECASE)
+    runs = tuple(
+        (p, tuple(rx(piece) for piece in p.strip("/").split("/")))
+        for p in patterns
+        if "/" in p.strip("/")
+    )
+    return _DenyRules(combined, tuple((p, rx(p)) for p in singles), runs)
 
 
 def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
@@ -115,13 +165,16 @@ def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
     A pattern with slashes (".git/config") matches any run of that many components, so it
     holds at every depth; matching ignores case so ".ENV" is as hidden as ".env".
     """
-    lowered = [p.lower() for p in parts]
-    for pattern in patterns:
-        pieces = pattern.lower().strip("/").split("/")
+    rules = _compiled(patterns)
+    if rules.any_single is not None:
+        for part in parts:
+            if rules.any_single.match(part):
+                return next(p for p, rx in rules.singles if rx.match(part))
+    for pattern, pieces in rules.runs:
         width = len(pieces)
-        for start in range(len(lowered) - width + 1):
-            window = lowered[start : start + width]
-            if all(fnmatchcase(name, piece) for name, piece in zip(window, pieces, strict=True)):
+        for start in range(len(parts) - width + 1):
+            window = parts[start : start + width]
+            if all(rx.match(name) for name, rx in zip(window, pieces, strict=True)):
                 return pattern
     return None
 

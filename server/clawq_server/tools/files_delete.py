@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any, ClassVar
 
 from clawq_server.errors import PolicyDenied, ToolFailure
@@ -38,8 +39,8 @@ class DeleteFileTool(FileTool):
         confined = paths.confine(principal, str(args.get("path", "")), write=True)
         if args.get("recursive") and not principal.allow_recursive_delete:
             raise PolicyDenied(f"recursive delete is not allowed for {principal.name!r}")
-        if _is_a_root(principal, confined):
-            raise PolicyDenied(f"{confined.absolute} is an allowed root and cannot be deleted")
+        if _holds_a_root(principal, confined):
+            raise PolicyDenied(f"{confined.absolute} is or holds an allowed root; not deleted")
 
     def run_sync(self, principal: Principal, args: dict[str, Any]) -> ToolResult:
         """Delete; the payload carries how many entries went."""
@@ -55,7 +56,8 @@ class DeleteFileTool(FileTool):
                 count = 1
             elif not args["recursive"]:
                 raise ToolFailure(
-                    "FAILED_PRECONDITION", "IS_A_DIRECTORY",
+                    "FAILED_PRECONDITION",
+                    "IS_A_DIRECTORY",
                     f"{confined.display} is a directory; pass recursive=true to delete it",
                 )
             else:
@@ -68,10 +70,16 @@ class DeleteFileTool(FileTool):
         )
 
 
-def _is_a_root(principal: Principal, confined: paths.Confined) -> bool:
+def _holds_a_root(principal: Principal, confined: paths.Confined) -> bool:
+    """True when the path is a root or an ancestor of one (deleting it would delete a root)."""
     if not confined.relative:
         return True
-    return any(paths.resolve_root(root) == confined.absolute for root in principal.roots)
+    target = confined.absolute.parts
+    for root in principal.roots:
+        for spelling in (Path(os.path.abspath(root.path)), paths.resolve_root(root)):
+            if spelling.parts[: len(target)] == target:
+                return True
+    return False
 
 
 def _unlink(parent: int, confined: paths.Confined) -> None:

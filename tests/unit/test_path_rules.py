@@ -1,0 +1,52 @@
+"""Properties of the lexical path rules: whatever the input, an accepted path stays in its root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clawq_server.errors import InvalidArgument, PolicyDenied
+from clawq_server.policy.path_rules import confine, denied_by
+from clawq_server.policy.principal import DEFAULT_DENY_PATTERNS, Principal, Root
+
+ROOT = Path("/srv/clawq/ws")
+PRINCIPAL = Principal("p", (Root(ROOT), Root(ROOT / "ro", writable=False)))
+COMPONENTS = st.sampled_from(
+    ["..", ".", "", "a", "b", "ro", ".env", ".git", "config", "x.pem", "ws", "ws-evil", "\x00",
+     "srv", "clawq", "KEY.Key"]
+)
+PATHS = st.builds(
+    lambda absolute, parts: ("/" if absolute else "") + "/".join(parts),
+    st.booleans(),
+    st.lists(COMPONENTS, max_size=10),
+)
+
+
+@given(PATHS, st.booleans())
+def test_accepted_paths_stay_inside_their_root(path: str, write: bool) -> None:
+    """An accepted path is its root plus clean components, none denied, writable if asked."""
+    try:
+        confined = confine(PRINCIPAL, path, write=write)
+    except (PolicyDenied, InvalidArgument):
+        return
+    assert confined.root in PRINCIPAL.roots
+    assert confined.absolute == confined.root.path.joinpath(*confined.relative)
+    assert not {"..", ".", ""} & set(confined.relative)
+    assert all("\x00" not in part for part in confined.relative)
+    assert denied_by(PRINCIPAL.deny_patterns, confined.relative) is None
+    assert not write or confined.root.writable
+    assert confined.relative[:1] != ("ro",) or confined.root.path.name == "ro"
+
+
+@given(st.lists(st.sampled_from(["a", ".ssh", "b.KEY", ".git", "config", "c"]), max_size=6))
+def test_denied_by_agrees_with_the_plain_definition(parts: list[str]) -> None:
+    """The compiled matcher agrees with matching each pattern against every run of components."""
+    lowered = [p.lower() for p in parts]
+    expected = (
+        ".ssh" in lowered
+        or any(p.endswith(".key") for p in lowered)
+        or any(lowered[i : i + 2] == [".git", "config"] for i in range(len(lowered)))
+    )
+    assert (denied_by(DEFAULT_DENY_PATTERNS, tuple(parts)) is not None) == expected
