@@ -38,9 +38,7 @@ class Tree:
         """The tree's principal with some fields changed."""
         return replace(self.principal, **changes)
 
-    async def call(
-        self, tool: str, principal: Principal | None = None, **args: Any
-    ) -> ToolResult:
+    async def call(self, tool: str, principal: Principal | None = None, **args: Any) -> ToolResult:
         """Validate, run the admission check, then run the tool, as the service does."""
         who = principal or self.principal
         validated = self.registry.validate(tool, args)

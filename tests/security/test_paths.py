@@ -25,9 +25,7 @@ TOOLS: list[tuple[str, dict[str, Any]]] = [
 TOOL_IDS = [name for name, _ in TOOLS]
 
 
-async def refused(
-    tree: Tree, tool: str, *, kinds: Any = PolicyDenied, **args: Any
-) -> ClawqError:
+async def refused(tree: Tree, tool: str, *, kinds: Any = PolicyDenied, **args: Any) -> ClawqError:
     """Admission and the bare run both refuse the call, and neither leaks the secret."""
     with pytest.raises(kinds) as admitted:
         await tree.call(tool, **args)
@@ -162,8 +160,9 @@ async def test_listing_leaves_denied_entries_out(tree: Tree) -> None:
         _plant(tree, relative)
     result = await tree.call("list_directory", path="", recursive=True)
     listed = {entry["path"] for entry in result.payload["entries"]}  # type: ignore[index]
-    assert not any(paths.denied_by(tree.principal.deny_patterns, tuple(p.split("/")))
-                   for p in listed)
+    assert not any(
+        paths.denied_by(tree.principal.deny_patterns, tuple(p.split("/"))) for p in listed
+    )
     assert {"a.txt", "sub", "sub/b.txt", "deep/a/b", "keys"} <= listed
     await refused(tree, "list_directory", path=".ssh")
 
@@ -246,9 +245,7 @@ async def test_deleting_the_root_is_refused(tree: Tree, template: str) -> None:
 async def test_deleting_a_nested_root_through_its_parent_root_is_refused(tree: Tree) -> None:
     """A root inside another root cannot be deleted through the outer one."""
     inner = tree.root / "sub"
-    principal = tree.with_policy(
-        roots=(Root(tree.root), Root(inner)), allow_recursive_delete=True
-    )
+    principal = tree.with_policy(roots=(Root(tree.root), Root(inner)), allow_recursive_delete=True)
     with pytest.raises(PolicyDenied):
         await tree.call("delete_file", principal, path="sub", recursive=True)
     assert inner.is_dir()
@@ -305,9 +302,7 @@ async def test_deleting_a_directory_that_holds_a_root_is_refused(tree: Tree) -> 
     """A recursive delete of an ancestor of another root is refused; the root survives."""
     inner = tree.root / "sub" / "inner"
     inner.mkdir()
-    principal = tree.with_policy(
-        roots=(Root(tree.root), Root(inner)), allow_recursive_delete=True
-    )
+    principal = tree.with_policy(roots=(Root(tree.root), Root(inner)), allow_recursive_delete=True)
     with pytest.raises(PolicyDenied, match="root"):
         await tree.call("delete_file", principal, path="sub", recursive=True)
     assert inner.is_dir()

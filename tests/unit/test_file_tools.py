@@ -46,7 +46,10 @@ def principal_for(root: Path, **limits: Any) -> Principal:
 
 
 async def call(
-    registry: ToolRegistry, root: Path, tool: str, limits: dict[str, Any] | None = None,
+    registry: ToolRegistry,
+    root: Path,
+    tool: str,
+    limits: dict[str, Any] | None = None,
     **args: Any,
 ) -> ToolResult:
     """Validate and run one call as a principal of root."""
@@ -61,9 +64,15 @@ def leftovers(directory: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "case",
-    [(0, 0, DIGITS, False), (10, 5, DIGITS[10:15], True), (95, 10, DIGITS[95:], False),
-     (100, 0, b"", False), (500, 1, b"", False), (0, 100, DIGITS, False),
-     (0, 99, DIGITS[:99], True)],
+    [
+        (0, 0, DIGITS, False),
+        (10, 5, DIGITS[10:15], True),
+        (95, 10, DIGITS[95:], False),
+        (100, 0, b"", False),
+        (500, 1, b"", False),
+        (0, 100, DIGITS, False),
+        (0, 99, DIGITS[:99], True),
+    ],
 )
 async def test_read_returns_the_range_and_flags_truncation(
     registry: ToolRegistry, root: Path, case: tuple[int, int, bytes, bool]
@@ -136,8 +145,9 @@ async def test_overwrite_keeps_the_file_mode(registry: ToolRegistry, root: Path)
 async def test_create_fails_when_the_file_exists(registry: ToolRegistry, root: Path) -> None:
     """WRITE_MODE_CREATE refuses an existing file (ALREADY_EXISTS) and leaves it alone."""
     with pytest.raises(ToolFailure) as info:
-        await call(registry, root, "write_file", path="digits.bin", text="x",
-                   mode="WRITE_MODE_CREATE")
+        await call(
+            registry, root, "write_file", path="digits.bin", text="x", mode="WRITE_MODE_CREATE"
+        )
     assert (info.value.code, info.value.reason) == ("ALREADY_EXISTS", "FILE_EXISTS")
     assert (root / "digits.bin").read_bytes() == DIGITS
     await call(registry, root, "write_file", path="fresh.txt", text="x", mode="WRITE_MODE_CREATE")
@@ -151,22 +161,30 @@ async def test_concurrent_creates_have_exactly_one_winner(
 ) -> None:
     """Of many simultaneous creates of one name, one succeeds and the rest fail FILE_EXISTS."""
     outcomes = await asyncio.gather(
-        *(call(registry, root, "write_file", path="once.txt", text=str(i),
-               mode="WRITE_MODE_CREATE") for i in range(8)),
+        *(
+            call(
+                registry, root, "write_file", path="once.txt", text=str(i), mode="WRITE_MODE_CREATE"
+            )
+            for i in range(8)
+        ),
         return_exceptions=True,
     )
     winners = [o for o in outcomes if isinstance(o, ToolResult)]
     assert len(winners) == 1
-    assert all(isinstance(o, ToolFailure) and o.reason == "FILE_EXISTS"
-               for o in outcomes if o not in winners)
+    assert all(
+        isinstance(o, ToolFailure) and o.reason == "FILE_EXISTS"
+        for o in outcomes
+        if o not in winners
+    )
     assert leftovers(root) == []
 
 
 async def test_append_adds_to_the_end_and_creates(registry: ToolRegistry, root: Path) -> None:
     """Append creates a missing file and then adds to its end."""
     for chunk in ("one,", "two"):
-        await call(registry, root, "write_file", path="log.txt", text=chunk,
-                   mode="WRITE_MODE_APPEND")
+        await call(
+            registry, root, "write_file", path="log.txt", text=chunk, mode="WRITE_MODE_APPEND"
+        )
     assert (root / "log.txt").read_text() == "one,two"
 
 
@@ -175,8 +193,15 @@ async def test_append_cannot_grow_a_file_past_the_file_size_limit(
 ) -> None:
     """Appending that would pass limits.file_size_bytes is refused and writes nothing."""
     with pytest.raises(PolicyDenied):
-        await call(registry, root, "write_file", {"file_size_bytes": 104}, path="digits.bin",
-                   text="12345", mode="WRITE_MODE_APPEND")
+        await call(
+            registry,
+            root,
+            "write_file",
+            {"file_size_bytes": 104},
+            path="digits.bin",
+            text="12345",
+            mode="WRITE_MODE_APPEND",
+        )
     assert (root / "digits.bin").read_bytes() == DIGITS
 
 
@@ -202,8 +227,9 @@ async def test_write_size_cap_refuses_and_writes_nothing(
 ) -> None:
     """Content over max_write_bytes is refused before anything is written."""
     with pytest.raises(PolicyDenied, match="write limit"):
-        await call(registry, root, "write_file", {"max_write_bytes": 10}, path="big.txt",
-                   text="x" * 11)
+        await call(
+            registry, root, "write_file", {"max_write_bytes": 10}, path="big.txt", text="x" * 11
+        )
     assert not (root / "big.txt").exists()
     assert leftovers(root) == []
 
@@ -251,8 +277,15 @@ async def test_listing_entry_cap_truncates(registry: ToolRegistry, root: Path) -
     assert capped.output.decode().split() == ["t/a", "t/a/a1.txt", "t/a/b"]
     assert capped.truncated
     assert capped.payload["truncated"]  # type: ignore[index]
-    policy = await call(registry, root, "list_directory", {"max_list_entries": 2}, path="t",
-                        recursive=True, max_entries=50)
+    policy = await call(
+        registry,
+        root,
+        "list_directory",
+        {"max_list_entries": 2},
+        path="t",
+        recursive=True,
+        max_entries=50,
+    )
     assert len(policy.payload["entries"]) == 2  # type: ignore[index]
     exact = await call(registry, root, "list_directory", path="t", max_entries=3)
     assert not exact.truncated
@@ -314,7 +347,10 @@ def test_schemas_fill_defaults_and_describe_every_field(registry: ToolRegistry) 
     assert registry.validate("read_file", {"path": "a"}) == {"path": "a", "offset": 0, "limit": 0}
     assert registry.validate("write_file", {"path": "a"})["mode"] == "WRITE_MODE_OVERWRITE"
     assert registry.validate("list_directory", {}) == {
-        "path": "", "recursive": False, "max_depth": 0, "max_entries": 0
+        "path": "",
+        "recursive": False,
+        "max_depth": 0,
+        "max_entries": 0,
     }
     for tool in registry.tools():
         assert isinstance(tool, FileTool)

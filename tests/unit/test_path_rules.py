@@ -14,8 +14,24 @@ from clawq_server.policy.principal import DEFAULT_DENY_PATTERNS, Principal, Root
 ROOT = Path("/srv/clawq/ws")
 PRINCIPAL = Principal("p", (Root(ROOT), Root(ROOT / "ro", writable=False)))
 COMPONENTS = st.sampled_from(
-    ["..", ".", "", "a", "b", "ro", ".env", ".git", "config", "x.pem", "ws", "ws-evil", "\x00",
-     "srv", "clawq", "KEY.Key"]
+    [
+        "..",
+        ".",
+        "",
+        "a",
+        "b",
+        "ro",
+        ".env",
+        ".git",
+        "config",
+        "x.pem",
+        "ws",
+        "ws-evil",
+        "\x00",
+        "srv",
+        "clawq",
+        "KEY.Key",
+    ]
 )
 PATHS = st.builds(
     lambda absolute, parts: ("/" if absolute else "") + "/".join(parts),

@@ -115,8 +115,12 @@ def test_nested_violations_name_the_nested_field() -> None:
 
 @pytest.mark.parametrize(
     ("tool", "message"),
-    [("read_file", task_pb2.ReadFileArgs), ("write_file", task_pb2.WriteFileArgs),
-     ("list_directory", task_pb2.ListDirectoryArgs), ("delete_file", task_pb2.DeleteFileArgs)],
+    [
+        ("read_file", task_pb2.ReadFileArgs),
+        ("write_file", task_pb2.WriteFileArgs),
+        ("list_directory", task_pb2.ListDirectoryArgs),
+        ("delete_file", task_pb2.DeleteFileArgs),
+    ],
 )
 def test_file_tool_schemas_match_the_proto_messages(tool: str, message: Any) -> None:
     """Each file tool's schema has exactly the fields of its typed proto message."""

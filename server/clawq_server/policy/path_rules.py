@@ -142,6 +142,7 @@ class _DenyRules:
 @functools.lru_cache(maxsize=256)
 def _compiled(patterns: tuple[str, ...]) -> _DenyRules:
     """Deny patterns as regular expressions: compiled once per distinct pattern list."""
+
     def rx(pattern: str) -> re.Pattern[str]:
         return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
 

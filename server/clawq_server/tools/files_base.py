@@ -29,7 +29,10 @@ def path_property(description: str, *, required: bool = True) -> dict[str, Any]:
 def count_property(description: str, maximum: int) -> dict[str, Any]:
     """The JSON Schema of a non-negative integer argument where 0 means the policy cap."""
     return {
-        "type": "integer", "minimum": 0, "maximum": maximum, "default": 0,
+        "type": "integer",
+        "minimum": 0,
+        "maximum": maximum,
+        "default": 0,
         "description": description,
     }
 
