@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/clawq/v1/*.proto)
 
-.PHONY: help install proto lint typecheck test test-fast bench run clean
+.PHONY: help install proto lint typecheck test test-fast bench run clean image
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,9 @@ bench: $(STAMP)  ## Benchmarks against raw limits and peers; writes benchmarks/r
 run: $(STAMP)  ## Start the embedded server on 127.0.0.1:50051.
 	@mkdir -p .clawq/workspace
 	$(BIN)/clawq serve --listen 127.0.0.1:50051 --db .clawq/clawq.db --root .clawq/workspace
+
+image:  ## Build the container image (podman or docker); BASE=... to pull a base image.
+	./scripts/container/build-image.sh
 
 clean:
 	rm -rf $(VENV) .clawq .mypy_cache .pytest_cache .ruff_cache
