@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 JsonObject = Mapping[str, Any]
 
@@ -57,9 +57,12 @@ class Call:
     idempotent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class NewTask:
-    """A task ready to be stored: the call plus everything the server decided about it."""
+class NewTask(NamedTuple):
+    """A task ready to be stored: the call plus everything the server decided about it.
+
+    A NamedTuple rather than a frozen dataclass: thousands are built per batch, and a
+    tuple is several times cheaper to construct.
+    """
 
     id: str
     principal: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -165,7 +164,7 @@ async def test_paging_visits_every_task_once(queue: TaskQueue) -> None:
 async def test_paging_survives_identical_creation_times(queue: TaskQueue) -> None:
     """Tasks created in the same instant are still paged without gaps, ordered by id."""
     first = new_task()
-    same = [replace(new_task(task_id=f"t{i:02d}"), created=first.created) for i in range(7)]
+    same = [new_task(task_id=f"t{i:02d}")._replace(created=first.created) for i in range(7)]
     await queue.submit(same)
     seen: list[str] = []
     cursor = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator, Sequence
@@ -16,12 +17,15 @@ from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
 from clawq_server.api.status import abort, to_status
-from clawq_server.errors import InvalidArgument
-from clawq_server.model import TaskQuery
+from clawq_server.errors import ClawqError, InvalidArgument
+from clawq_server.model import SubmitOutcome, TaskQuery
+from clawq_server.policy.principal import Principal
 from clawq_server.tasks import Tasks
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 10_000
+STREAM_DEPTH = 4
+Outcomes = list[SubmitOutcome | ClawqError]
 DEFAULT_WAIT_S = 60.0
 
 
@@ -34,6 +38,15 @@ def _calls(messages: Sequence[pb.ToolCall]) -> list[Any]:
         except InvalidArgument as error:
             out.append(error)
     return out
+
+
+def _acks(outcomes: Outcomes) -> list[ts.SubmitResult]:
+    return [
+        ts.SubmitResult(error=to_status(o))
+        if isinstance(o, Exception)
+        else ts.SubmitResult(task_id=o.task_id, existing=o.existing)
+        for o in outcomes
+    ]
 
 
 def _check_batch(size: int, field: str) -> None:
@@ -110,26 +123,51 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     async def SubmitStream(
         self, request_iterator: AsyncIterator[ts.SubmitStreamRequest], context: Ctx
     ) -> AsyncIterator[ts.SubmitStreamResponse]:
-        """Queue batches as they arrive, one ack per batch with per-call results."""
+        """Queue batches as they arrive, one ack per batch with per-call results.
+
+        Up to STREAM_DEPTH batches are in flight at once, so admitting batch n+1 overlaps
+        with committing batch n; the bounded queue is what slows a fast client down (with
+        gRPC flow control behind it), never unbounded buffering.
+        """
         try:
             principal = self._authenticate(context)
         except Exception as error:
             await abort(context, error)
-        async for request in request_iterator:
-            try:
+        in_flight: asyncio.Queue[tuple[str, asyncio.Future[Outcomes]] | None] = asyncio.Queue(
+            STREAM_DEPTH
+        )
+        reader = asyncio.create_task(self._read_batches(principal, request_iterator, in_flight))
+        try:
+            while (item := await in_flight.get()) is not None:
+                batch_id, pending = item
+                yield ts.SubmitStreamResponse(batch_id=batch_id, results=_acks(await pending))
+            await reader
+        except Exception as error:
+            await abort(context, error)
+        finally:
+            reader.cancel()
+
+    async def _read_batches(
+        self,
+        principal: Principal,
+        requests: AsyncIterator[ts.SubmitStreamRequest],
+        in_flight: asyncio.Queue[tuple[str, asyncio.Future[Outcomes]] | None],
+    ) -> None:
+        try:
+            async for request in requests:
                 _check_batch(len(request.calls), "calls")
-                outcomes = await self._tasks.submit_each(principal, _calls(request.calls))
-            except Exception as error:
-                await abort(context, error)
-            yield ts.SubmitStreamResponse(
-                batch_id=request.batch_id,
-                results=[
-                    ts.SubmitResult(error=to_status(o))
-                    if isinstance(o, Exception)
-                    else ts.SubmitResult(task_id=o.task_id, existing=o.existing)
-                    for o in outcomes
-                ],
-            )
+                calls = _calls(request.calls)
+                await in_flight.put(
+                    (
+                        request.batch_id,
+                        asyncio.ensure_future(self._tasks.submit_each(principal, calls)),
+                    )
+                )
+        except Exception as error:
+            failed: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
+            failed.set_exception(error)
+            await in_flight.put(("", failed))
+        await in_flight.put(None)
 
     async def GetTask(self, request: ts.GetTaskRequest, context: Ctx) -> ts.GetTaskResponse:
         """One task of the caller."""

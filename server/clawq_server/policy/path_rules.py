@@ -26,8 +26,12 @@ class Confined:
 
     root: Root
     relative: tuple[str, ...]
-    absolute: Path
     root_path: Path
+
+    @property
+    def absolute(self) -> Path:
+        """The lexical absolute path (built on demand: admission never needs it)."""
+        return self.root_path.joinpath(*self.relative)
 
     @property
     def name(self) -> str:
@@ -71,7 +75,7 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
     if write and not root.writable:
         raise PolicyDenied(f"path {path!r} is under a read-only root")
     root_path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
-    return Confined(root, parts, root_path.joinpath(*parts), root_path)
+    return Confined(root, parts, root_path)
 
 
 def resolve_root(root: Root) -> Path:

@@ -55,3 +55,11 @@ class Tool(Protocol):
     async def run(self, args: JsonObject, ctx: ToolContext) -> ToolResult:
         """Run the tool."""
         ...
+
+
+class CheckedTool(Tool, Protocol):
+    """A tool with a static policy check cheap enough to run at admission."""
+
+    def check(self, principal: Principal, args: JsonObject) -> None:
+        """Raise PolicyDenied or InvalidArgument when policy refuses the call."""
+        ...
