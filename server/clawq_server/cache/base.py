@@ -1,10 +1,14 @@
-"""The result cache protocol, and the cache that keeps nothing."""
+"""The cache protocols (lookup, entry store), the entry type, and the cache that keeps nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Protocol
 
-from clawq_server.model import NewTask, Task
+from clawq_server.cache.control import ToolCacheStats
+from clawq_server.model import NewTask, Task, ToolResult
 from clawq_server.policy.principal import Principal
 
 
@@ -22,3 +26,72 @@ class NoCache:
     async def lookup(self, principal: Principal, task: NewTask) -> Task | None:
         """Always a miss."""
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored result and the fingerprint it was computed under.
+
+    ``id`` tells successive results under one key apart, so a host's own proof of an older
+    result never vouches for a newer one.
+    """
+
+    key: str
+    tool: str
+    kind: str
+    path: str
+    result: ToolResult
+    size: int
+    root_id: tuple[int, int] = (0, 0)
+    stamp: tuple[int, ...] | None = None
+    digest: str = ""
+    id: str = ""
+
+
+def path_matches(path: str, prefix: str, pattern: str) -> bool:
+    """True when path lies under prefix (component-wise) or matches the glob pattern."""
+    if prefix and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+        return True
+    return bool(pattern) and fnmatchcase(path, pattern)
+
+
+class EntryStore(Protocol):
+    """Where entries live: process memory or Redis. ``shared`` stores outlive local proofs."""
+
+    shared: bool
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry under key, or None (missing or expired)."""
+        ...
+
+    async def put(self, entry: Entry, ttl_s: float) -> None:
+        """Store entry for ttl_s seconds, replacing any entry under its key."""
+        ...
+
+    async def drop(self, keys: Collection[str]) -> int:
+        """Remove the entries under keys; the number removed."""
+        ...
+
+    async def drop_paths(self, exact: Collection[str], under: str) -> int:
+        """Remove entries whose path is one of exact, or lies under under (when given)."""
+        ...
+
+    async def drop_where(self, prefix: str, pattern: str) -> int:
+        """Remove entries whose path is under prefix or matches pattern."""
+        ...
+
+    async def clear(self) -> int:
+        """Remove every entry; the number removed."""
+        ...
+
+    def count(self, tool: str, *, hit: bool) -> None:
+        """Count one hit or miss of tool."""
+        ...
+
+    async def stats(self) -> list[ToolCacheStats]:
+        """Figures per tool."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,362 @@
+"""ToolCache: the cache the server uses — lookups, single-flight runs, invalidation, control.
+
+A result is served only while its proof holds (see fingerprint.py): on a hit the watch
+generations are checked after draining inotify (O(1) when no event arrived at all), a file's
+stamp is re-read with one lstat, and the root's identity with one stat. A host without a
+proof of an entry (a shared Redis entry, or no inotify) proves it again by walking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from clawq_server.cache.base import Entry, EntryStore
+from clawq_server.cache.control import ToolCacheStats
+from clawq_server.cache.fingerprint import Kind, Proof, Target, file_stamp, plan, prove
+from clawq_server.cache.memory import MemoryStore
+from clawq_server.cache.watch import Watcher, WatchUnavailable
+from clawq_server.config import CacheConfig
+from clawq_server.errors import ClawqError
+from clawq_server.model import JsonObject, NewTask, SideEffect, Task, TaskState, ToolResult, utcnow
+from clawq_server.policy import paths
+from clawq_server.policy.principal import Principal
+from clawq_server.tools.base import Tool
+from clawq_server.tools.registry import ToolRegistry
+
+Compute = Callable[[], Awaitable[ToolResult]]
+
+
+@dataclass(slots=True)
+class _View:
+    """This process's proof of one stored entry."""
+
+    entry_id: str
+    proof: Proof
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A run in progress that identical calls may join."""
+
+    future: asyncio.Future[ToolResult]
+    target: Target
+    proof: Proof | None = None
+
+
+class ToolCache:
+    """Result cache over an entry store, with inotify proofs and single flight per process."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        store: EntryStore,
+        registry: ToolRegistry,
+        watcher: Watcher | None = None,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._registry = registry
+        self._watcher = watcher
+        self._views: OrderedDict[str, _View] = OrderedDict()
+        self._flights: dict[str, _Flight] = {}
+        if isinstance(store, MemoryStore):
+            store.on_drop = self._forget
+
+    @classmethod
+    def in_memory(cls, config: CacheConfig, registry: ToolRegistry) -> ToolCache:
+        """The embedded cache: entries in process memory, proofs by inotify when available."""
+        return cls(config, MemoryStore(config.max_entries, config.max_bytes), registry, watcher())
+
+    async def close(self) -> None:
+        """Drop every proof and close the store and the watcher."""
+        for key in list(self._views):
+            self._forget(key)
+        await self._store.close()
+        if self._watcher is not None:
+            self._watcher.close()
+
+    def cacheable(self, tool: Tool) -> bool:
+        """True when results of tool may be stored and served."""
+        config = self._config
+        return (
+            config.enabled
+            and tool.cacheable
+            and tool.side_effect is SideEffect.READ_ONLY
+            and tool.name not in config.disabled_tools
+            and self._ttl(tool.name) > 0
+        )
+
+    async def lookup(self, principal: Principal, task: NewTask) -> Task | None:
+        """A finished task from a still-true entry, or None. Never runs the tool.
+
+        Misses are not counted here: the run that follows counts its own.
+        """
+        if task.idempotency_key or task.tool not in self._registry:
+            return None  # an idempotency key promises a stored task the caller can fetch
+        if not self.cacheable(self._registry.get(task.tool)):
+            return None
+        args = orjson.loads(task.args_json)
+        try:
+            target = plan(task.tool, args, task.args_json, principal)
+        except ClawqError:
+            return None
+        entry = await self._fresh(target)
+        if entry is None:
+            return None
+        self._store.count(task.tool, hit=True)
+        return _finished(task, args, entry.result)
+
+    async def run(
+        self, tool: Tool, args: JsonObject, principal: Principal, compute: Compute
+    ) -> ToolResult:
+        """The result of compute(), served from or stored into the cache when allowed."""
+        if not self.cacheable(tool):
+            return await compute()
+        args_json = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
+        try:
+            target = plan(tool.name, args, args_json, principal)
+        except ClawqError:
+            return await compute()  # the tool raises the same refusal itself
+        entry = await self._fresh(target)
+        self._store.count(tool.name, hit=entry is not None)
+        if entry is not None:
+            return replace(entry.result, cached=True)
+        return await self._single_flight(target, compute)
+
+    async def invalidate_write(self, principal: Principal, args: JsonObject) -> int:
+        """Drop what a write to args["path"] touches: the path, its directories, what is under."""
+        try:
+            confined = paths.confine(principal, str(args.get("path", "")))
+        except ClawqError:
+            return 0
+        written = confined.absolute
+        exact = [str(written)]
+        exact += [str(p) for p in written.parents if p.is_relative_to(confined.root_path)]
+        return await self._store.drop_paths(exact, str(written))
+
+    async def stats(self) -> tuple[bool, list[ToolCacheStats]]:
+        """Whether the cache is on, and figures per tool."""
+        return self._config.enabled, await self._store.stats()
+
+    async def clear(self) -> int:
+        """Drop everything."""
+        removed = await self._store.clear()
+        for key in list(self._views):
+            self._forget(key)
+        return removed
+
+    async def invalidate(self, principal: Principal, path_prefix: str, pattern: str) -> int:
+        """Drop entries under path_prefix (inside the principal's roots) or matching pattern.
+
+        A relative pattern is taken relative to the principal's first root.
+        """
+        prefix = str(paths.confine(principal, path_prefix).absolute) if path_prefix else ""
+        if pattern and not pattern.startswith("/") and principal.roots:
+            pattern = str(paths.resolve_root(principal.roots[0]) / pattern)
+        return await self._store.drop_where(prefix, pattern)
+
+    def _ttl(self, tool: str) -> float:
+        return float(self._config.tool_ttl_s.get(tool, self._config.ttl_s))
+
+    async def _fresh(self, target: Target) -> Entry | None:
+        entry = await self._store.get(target.key)
+        if entry is None:
+            return None
+        if await self._valid(entry, target):
+            return entry
+        await self._store.drop([target.key])
+        return None
+
+    async def _valid(self, entry: Entry, target: Target) -> bool:
+        view = self._views.get(target.key)
+        if view is not None and view.entry_id == entry.id:
+            self._views.move_to_end(target.key)
+            return self._holds(view.proof, target, entry)
+        if target.kind is Kind.OPAQUE:
+            return True
+        proof = await self._prove(target)
+        if proof is None or not _same(proof, entry):
+            self._release(proof)
+            return False
+        self._keep(target.key, entry.id, proof)
+        return True
+
+    def _holds(self, proof: Proof, target: Target, entry: Entry) -> bool:
+        """The proof still holds: generations unmoved, same file stamp, same root."""
+        if target.kind is Kind.OPAQUE:
+            return True
+        watcher = self._watcher
+        if watcher is None:
+            return False
+        if watcher.drain() != proof.seen:
+            seen, versions = watcher.snapshot(proof.deps)
+            if versions != proof.versions:
+                return False
+            proof.seen = seen
+        try:
+            if target.kind is Kind.FILE:
+                st = os.stat(target.path, follow_symlinks=False)
+                if file_stamp(st) != entry.stamp:
+                    return False
+            root = os.stat(target.confined.root_path) if target.confined else None
+        except OSError:
+            return False
+        return root is None or (root.st_dev, root.st_ino) == entry.root_id
+
+    async def _prove(self, target: Target) -> Proof | None:
+        if target.kind is Kind.FILE:
+            return prove(target, self._watcher)  # a few opens and one lstat: cheaper than a hop
+        return await asyncio.to_thread(prove, target, self._watcher)
+
+    async def _single_flight(self, target: Target, compute: Compute) -> ToolResult:
+        flight = self._flights.get(target.key)
+        if flight is not None and (flight.proof is None or self._joinable(flight)):
+            try:
+                return await asyncio.shield(flight.future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not flight.future.cancelled() or (task is not None and task.cancelling()):
+                    raise
+            return await self._single_flight(target, compute)  # the leader was cancelled
+        flight = _Flight(asyncio.get_running_loop().create_future(), target)
+        flight.future.add_done_callback(_consume)
+        self._flights[target.key] = flight
+        try:
+            result = await self._lead(flight, compute)
+        except asyncio.CancelledError:
+            flight.future.cancel()
+            raise
+        except BaseException as error:
+            flight.future.set_exception(error)
+            raise
+        else:
+            flight.future.set_result(result)
+            return result
+        finally:
+            if self._flights.get(target.key) is flight:
+                del self._flights[target.key]
+
+    def _joinable(self, flight: _Flight) -> bool:
+        """A late call joins a run only if nothing that run depends on has changed since."""
+        proof = flight.proof
+        if proof is None:
+            return False
+        entry = Entry("", "", "", "", ToolResult(), 0, proof.root_id, proof.stamp)
+        return self._holds(proof, flight.target, entry)
+
+    async def _lead(self, flight: _Flight, compute: Compute) -> ToolResult:
+        target = flight.target
+        proof = await self._prove(target)
+        flight.proof = proof
+        kept = False
+        try:
+            result = await compute()
+            if proof is not None and _storable(result):
+                kept = await self._store_if_unchanged(target, proof, result)
+            return result
+        finally:
+            if not kept:
+                self._release(proof)
+
+    async def _store_if_unchanged(self, target: Target, proof: Proof, result: ToolResult) -> bool:
+        size = _size(result)
+        if size > self._config.max_entry_bytes:
+            return False
+        entry = Entry(
+            target.key, target.tool, target.kind.value, target.path, result, size,
+            proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8),
+        )  # fmt: skip
+        if self._watcher is None and target.kind is not Kind.OPAQUE:
+            again = await self._prove(target)  # no watches: a new walk must agree after the run
+            if again is None or not _same(again, entry):
+                return False
+        elif not self._holds(proof, target, entry):
+            return False
+        await self._store.put(entry, self._ttl(target.tool))
+        if await self._store.get(target.key) is None:
+            return False  # refused by the store's bounds
+        self._keep(target.key, entry.id, proof)
+        return True
+
+    def _keep(self, key: str, entry_id: str, proof: Proof) -> None:
+        if self._watcher is None:
+            return  # without watches a proof is only good once: every hit proves again
+        self._forget(key)
+        self._views[key] = _View(entry_id, proof)
+        if self._store.shared:
+            while len(self._views) > max(self._config.max_entries, 1):
+                self._forget(next(iter(self._views)))
+
+    def _forget(self, key: str) -> None:
+        view = self._views.pop(key, None)
+        if view is not None:
+            self._release(view.proof)
+
+    def _release(self, proof: Proof | None) -> None:
+        if proof is not None and proof.deps and self._watcher is not None:
+            self._watcher.release(proof.deps)
+            proof.deps = ()
+
+
+def watcher() -> Watcher | None:
+    """An inotify watcher, or None where the platform has none (entries are then re-proven)."""
+    try:
+        return Watcher()
+    except WatchUnavailable:
+        return None
+
+
+def _same(proof: Proof, entry: Entry) -> bool:
+    return (
+        proof.root_id == entry.root_id
+        and proof.stamp == (tuple(entry.stamp) if entry.stamp is not None else None)
+        and proof.digest == entry.digest
+    )
+
+
+def _storable(result: ToolResult) -> bool:
+    return result.exit_code in (None, 0) and not result.signal
+
+
+def _size(result: ToolResult) -> int:
+    payload = orjson.dumps(result.payload) if result.payload is not None else b""
+    return len(result.output) + len(result.stderr) + len(payload)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a failed run's exception so a run nobody joined logs no warning."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _finished(task: NewTask, args: JsonObject, result: ToolResult) -> Task:
+    now = utcnow()
+    return Task(
+        id=task.id,
+        principal=task.principal,
+        tool=task.tool,
+        args=args,
+        state=TaskState.SUCCEEDED,
+        side_effect=task.side_effect,
+        attempt=1,
+        max_attempts=task.max_attempts,
+        priority=task.priority,
+        idempotency_key=task.idempotency_key,
+        idempotent=task.idempotent,
+        created=task.created,
+        not_before=task.not_before,
+        started=now,
+        finished=now,
+        result=replace(result, cached=True),
+    )
+
+
+__all__ = ["ToolCache", "watcher"]
