@@ -10,14 +10,29 @@
 # Run (the port is published on loopback only; the default command has no TLS and no auth):
 #   podman run -d -p 127.0.0.1:50051:50051 -v clawq-data:/srv/clawq/data clawq
 ARG BASE=python:3.11-slim-bookworm
+
+# A virtualenv works the same on Debian's python3 and on the python images, and keeps pip
+# away from the system site-packages. --no-index: everything comes from the build context.
+# Installed in a stage of its own so that the wheels leave no layer in the image; COPY (not
+# a bind mount) so that changed wheels invalidate the build cache.
+FROM ${BASE} AS install
+COPY .containers/wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/clawq \
+    && /opt/clawq/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
+      "clawq[server]" async-timeout \
+    && /opt/clawq/bin/pip uninstall --yes --quiet pip setuptools \
+    && /opt/clawq/bin/clawq --help >/dev/null
+
 FROM ${BASE}
 
 # bubblewrap is clawq's command sandbox (no network, read-only system). It is installed when
 # the base can reach an apt mirror; otherwise the build goes on and `clawq serve` falls back
 # to the "subreaper" sandbox (rlimits and process-group kills, no namespaces); its startup line
-# names the active sandbox. bwrap inside a container also needs user namespaces, which the
-# default seccomp profiles of Docker and podman refuse, so "subreaper" is what runs unless
-# the container gets them (e.g. --security-opt seccomp=unconfined).
+# names the active sandbox. Even when installed, bwrap cannot mount a fresh /proc under the
+# runtime's masked /proc paths, so by default the container runs "subreaper" too. With
+# `--security-opt systempaths=unconfined` (rootful podman 4.3, checked; Docker may also need
+# seccomp=unconfined for user namespaces) clawq selects "bwrap": stronger isolation of each
+# command, traded for a less masked /proc in the container itself.
 ARG WITH_BWRAP=auto
 # The version is whatever the base's Debian release ships; there is nothing to pin it to.
 # hadolint ignore=DL3008
@@ -29,15 +44,7 @@ RUN if [ "$WITH_BWRAP" != "no" ] \
     fi \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb
 
-# A virtualenv works the same on Debian's python3 and on the python images, and keeps pip
-# away from the system site-packages. --no-index: everything comes from the build context,
-# bind-mounted so the wheels leave no layer behind; pip itself is removed after use.
-RUN --mount=type=bind,source=.containers/wheels,target=/tmp/wheels \
-    python3 -m venv /opt/clawq \
-    && /opt/clawq/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
-      "clawq[server]" async-timeout \
-    && /opt/clawq/bin/pip uninstall --yes --quiet pip setuptools \
-    && /opt/clawq/bin/clawq --help >/dev/null
+COPY --from=install /opt/clawq /opt/clawq
 COPY scripts/healthcheck.py /opt/clawq/healthcheck.py
 
 # A fixed uid/gid, so bind-mounted data folders can be chowned on the host before mounting.
