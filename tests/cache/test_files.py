@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cache.conftest import Kit, MakeCache, settle, write_direct
+from tests.cache.conftest import Kit, MakeCache, principal_for, settle, write_direct
 
 
 async def test_hit_after_miss(kit: Kit, make_cache: MakeCache) -> None:
@@ -104,8 +104,6 @@ async def test_two_principals_with_different_roots_never_share(
     kit: Kit, make_cache: MakeCache, tmp_path: Path
 ) -> None:
     """The same arguments under two roots give each principal its own file."""
-    from tests.cache.conftest import principal_for
-
     other_root = tmp_path / "other-root"
     other_root.mkdir()
     (kit.root / "x.txt").write_bytes(b"alice")
@@ -118,4 +116,5 @@ async def test_two_principals_with_different_roots_never_share(
         alice_again = await kit.call(cache, kit.read, path="x.txt")
         bob_again = await kit.call(cache, kit.read, principal=bob, path="x.txt")
     assert (alice_again.output, bob_again.output) == (b"alice", b"bobby")
-    assert alice_again.cached and bob_again.cached
+    assert alice_again.cached
+    assert bob_again.cached

@@ -1,0 +1,151 @@
+"""Bounds, TTLs, per-tool switches, invalidation, clear and statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from clawq_server.cache.memory import MemoryStore
+from clawq_server.cache.tool_cache import ToolCache, watcher
+from clawq_server.config import CacheConfig
+from tests.cache.conftest import Kit, MakeCache, settle
+
+
+async def files(root: Path, *names: str, size: int = 4) -> None:
+    """Create settled files of size bytes under root."""
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name[0].encode() * size)
+    for name in names:
+        await settle(root / name)
+
+
+async def test_lru_bound_by_entries(kit: Kit) -> None:
+    """With room for two entries, the least recently used one is evicted and counted."""
+    await files(kit.root, "a", "b", "c")
+    cache = ToolCache.in_memory(CacheConfig(max_entries=2), kit.registry)
+    try:
+        await kit.call(cache, kit.read, path="a")
+        await kit.call(cache, kit.read, path="b")
+        assert (await kit.call(cache, kit.read, path="a")).cached  # a is now most recent
+        await kit.call(cache, kit.read, path="c")
+        assert (await kit.call(cache, kit.read, path="a")).cached
+        assert not (await kit.call(cache, kit.read, path="b")).cached
+        _, [stats] = await cache.stats()
+    finally:
+        await cache.close()
+    assert stats.evictions >= 1
+
+
+async def test_lru_bound_by_bytes(kit: Kit) -> None:
+    """Entries beyond the byte budget push the oldest out; the total stays within it."""
+    await files(kit.root, "a", "b", "c", size=100)
+    store = MemoryStore(100, 250)
+    cache = ToolCache(CacheConfig(max_entries=100, max_bytes=250), store, kit.registry, watcher())
+    try:
+        for name in ("a", "b", "c"):
+            await kit.call(cache, kit.read, path=name)
+        assert store.bytes <= 250
+        assert not (await kit.call(cache, kit.read, path="a")).cached
+    finally:
+        await cache.close()
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_ttl_expiry_in_memory(kit: Kit) -> None:
+    """An entry older than its tool's TTL is not served."""
+    await files(kit.root, "t")
+    clock = Clock()
+    config = CacheConfig(tool_ttl_s={"read_file": 5.0})
+    cache = ToolCache(config, MemoryStore(10, 1 << 20, clock=clock), kit.registry, watcher())
+    try:
+        await kit.call(cache, kit.read, path="t")
+        clock.now += 4.9
+        assert (await kit.call(cache, kit.read, path="t")).cached
+        clock.now += 0.2
+        assert not (await kit.call(cache, kit.read, path="t")).cached
+    finally:
+        await cache.close()
+
+
+async def test_ttl_expiry(kit: Kit, make_cache: MakeCache) -> None:
+    """With a tiny TTL the entry disappears by itself (Redis expiry or the store's clock)."""
+    await files(kit.root, "t")
+    async with make_cache(tool_ttl_s={"read_file": 0.2}) as cache:
+        await kit.call(cache, kit.read, path="t")
+        deadline = time.monotonic() + 10.0
+        while (await kit.call(cache, kit.read, path="t")).cached:
+            assert time.monotonic() < deadline, "the entry never expired"
+            await asyncio.sleep(0.05)
+
+
+async def test_large_results_are_not_cached(kit: Kit, make_cache: MakeCache) -> None:
+    """A result over max_entry_bytes is returned but never stored."""
+    await files(kit.root, "big", size=2048)
+    async with make_cache(max_entry_bytes=1024) as cache:
+        await kit.call(cache, kit.read, path="big")
+        again = await kit.call(cache, kit.read, path="big")
+    assert not again.cached
+    assert len(again.output) == 2048
+
+
+async def test_disabled_tool_is_never_cached(kit: Kit, make_cache: MakeCache) -> None:
+    """A tool switched off is always run; the others are still cached."""
+    await files(kit.root, "d")
+    async with make_cache(disabled_tools=frozenset({"read_file"})) as cache:
+        await kit.call(cache, kit.read, path="d")
+        await kit.call(cache, kit.listing)
+        read_again = await kit.call(cache, kit.read, path="d")
+        list_again = await kit.call(cache, kit.listing)
+    assert (read_again.cached, list_again.cached) == (False, True)
+
+
+async def test_invalidate_by_prefix_and_pattern(kit: Kit, make_cache: MakeCache) -> None:
+    """A prefix drops what lies under it; a glob drops what it matches; the rest stays."""
+    await files(kit.root, "sub/one.txt", "sub2/two.txt", "three.md")
+    async with make_cache() as cache:
+        for name in ("sub/one.txt", "sub2/two.txt", "three.md"):
+            await kit.call(cache, kit.read, path=name)
+        assert await cache.invalidate(kit.principal, "sub", "") == 1
+        assert await cache.invalidate(kit.principal, "", "*.md") == 1
+        hits = {n: (await kit.call(cache, kit.read, path=n)).cached
+                for n in ("sub/one.txt", "sub2/two.txt", "three.md")}  # fmt: skip
+    assert hits == {"sub/one.txt": False, "sub2/two.txt": True, "three.md": False}
+
+
+async def test_clear_drops_everything(kit: Kit, make_cache: MakeCache) -> None:
+    """clear removes every entry and reports how many."""
+    await files(kit.root, "a", "b")
+    async with make_cache() as cache:
+        await kit.call(cache, kit.read, path="a")
+        await kit.call(cache, kit.read, path="b")
+        assert await cache.clear() == 2
+        assert not (await kit.call(cache, kit.read, path="a")).cached
+
+
+async def test_stats_per_tool(kit: Kit, make_cache: MakeCache) -> None:
+    """Hits, misses, entries and bytes are counted per tool."""
+    await files(kit.root, "a", size=10)
+    async with make_cache() as cache:
+        await kit.call(cache, kit.read, path="a")
+        await kit.call(cache, kit.read, path="a")
+        await kit.call(cache, kit.read, path="a")
+        await kit.call(cache, kit.listing)
+        enabled, stats = await cache.stats()
+    by_tool = {s.tool: s for s in stats}
+    read = by_tool["read_file"]
+    assert enabled
+    assert (read.hits, read.misses, read.entries) == (2, 1, 1)
+    assert read.bytes >= 10
+    assert (by_tool["list_directory"].misses, by_tool["list_directory"].entries) == (1, 1)

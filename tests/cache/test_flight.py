@@ -1,0 +1,91 @@
+"""Single flight and the Execute fast path."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import orjson
+
+from clawq_server.model import NewTask, SideEffect, TaskState, utcnow
+from tests.cache.conftest import Kit, MakeCache, settle
+
+
+async def test_identical_concurrent_calls_share_one_run(kit: Kit, make_cache: MakeCache) -> None:
+    """Eight identical calls arriving while the first runs all get its result from one run."""
+    (kit.root / "s.txt").write_bytes(b"shared")
+    await settle(kit.root / "s.txt")
+    kit.read.gate = asyncio.Event()
+    async with make_cache() as cache:
+        calls = [asyncio.create_task(kit.call(cache, kit.read, path="s.txt")) for _ in range(8)]
+        await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        kit.read.gate.set()
+        results = await asyncio.gather(*calls)
+    assert kit.read.runs == 1
+    assert {r.output for r in results} == {b"shared"}
+
+
+async def test_a_failed_leader_fails_its_followers_once(kit: Kit, make_cache: MakeCache) -> None:
+    """Concurrent reads of a missing file share one failing run and all see the failure."""
+    kit.read.gate = asyncio.Event()
+    async with make_cache() as cache:
+        calls = [asyncio.create_task(kit.call(cache, kit.read, path="nope")) for _ in range(4)]
+        await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        kit.read.gate.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert kit.read.runs == 1
+    assert all("does not exist" in str(o) for o in outcomes)
+
+
+async def test_a_cancelled_leader_hands_over_to_a_follower(
+    kit: Kit, make_cache: MakeCache
+) -> None:
+    """When the first caller is cancelled, a waiting identical call runs the tool itself."""
+    (kit.root / "c.txt").write_bytes(b"carry")
+    kit.read.gate = asyncio.Event()
+    async with make_cache() as cache:
+        leader = asyncio.create_task(kit.call(cache, kit.read, path="c.txt"))
+        await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        follower = asyncio.create_task(kit.call(cache, kit.read, path="c.txt"))
+        await asyncio.sleep(0)
+        leader.cancel()
+        kit.read.gate.set()
+        result = await asyncio.wait_for(follower, 5.0)
+    assert result.output == b"carry"
+    assert kit.read.runs == 2
+
+
+def new_task(tool: str, args: dict[str, object], **extra: object) -> NewTask:
+    """A NewTask as admission builds it."""
+    args_json = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
+    now = utcnow()
+    fields: dict[str, object] = {
+        "id": uuid.uuid4().hex, "principal": "alice", "tool": tool, "args_json": args_json,
+        "args_hash": "h", "side_effect": SideEffect.READ_ONLY, "idempotency_key": "",
+        "priority": 0, "max_attempts": 3, "idempotent": False, "created": now,
+        "not_before": now + timedelta(0),
+    }  # fmt: skip
+    fields.update(extra)
+    return NewTask(**fields)  # type: ignore[arg-type]
+
+
+async def test_lookup_answers_a_hit_with_a_finished_task(kit: Kit, make_cache: MakeCache) -> None:
+    """lookup misses without running anything, then returns a SUCCEEDED cached task."""
+    (kit.root / "l.txt").write_bytes(b"looked")
+    await settle(kit.root / "l.txt")
+    task = new_task("read_file", kit.registry.validate("read_file", {"path": "l.txt"}))
+    async with make_cache() as cache:
+        assert await cache.lookup(kit.principal, task) is None
+        assert kit.read.runs == 0
+        await kit.call(cache, kit.read, path="l.txt")
+        found = await cache.lookup(kit.principal, task)
+        keyed = await cache.lookup(kit.principal, new_task(
+            "read_file", dict(orjson.loads(task.args_json)), idempotency_key="k1"
+        ))
+    assert found is not None
+    assert found.result is not None
+    assert (found.id, found.state, found.result.cached) == (task.id, TaskState.SUCCEEDED, True)
+    assert found.result.output == b"looked"
+    assert keyed is None  # an idempotency key asks for a stored task
+    assert kit.read.runs == 1
