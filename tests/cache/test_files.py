@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clawq_server.cache.fingerprint import RACY_WINDOW_NS, racy
 from tests.cache.conftest import Kit, MakeCache, principal_for, settle, write_direct
 
 
@@ -118,3 +119,11 @@ async def test_two_principals_with_different_roots_never_share(
     assert (alice_again.output, bob_again.output) == (b"alice", b"bobby")
     assert alice_again.cached
     assert bob_again.cached
+
+
+def test_racily_clean_stamps_are_refused() -> None:
+    """A stamp changed within the racy window of the read proves nothing; an older one does."""
+    t = 1_700_000_000_000_000_000
+    assert racy((1, 2, 3, t, t), t + RACY_WINDOW_NS - 1)
+    assert racy((1, 2, 3, t - RACY_WINDOW_NS, t), t + 1)  # ctime alone is enough
+    assert not racy((1, 2, 3, t, t), t + RACY_WINDOW_NS + 1)
