@@ -51,14 +51,15 @@ from clawq_server.model import (
     TaskState,
 )
 from clawq_server.queue.keys import QueueKeys
+from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
     completion_args,
     entry_order,
     epoch_or_blank,
     key_reused,
-    outcome,
+    outcomes,
     pairs,
-    submit_args,
+    submit_batch,
     to_task,
 )
 from clawq_server.queue.redis_events import Events
@@ -72,6 +73,11 @@ DEFAULT_RETENTION = timedelta(days=7)
 POLL_S = 1.0
 HEALTH_CHECK_S = 10
 MAX_PAGE = 1000
+
+# A completion as complete() receives it: task id, lease token, outcome.
+CompleteItem = tuple[str, str, Completion]
+
+
 class RedisQueue:
     """A TaskQueue on Redis; see queue/base.py for the semantics of each method.
 
@@ -94,8 +100,10 @@ class RedisQueue:
         socket_timeout: float = 5.0,
         retention: timedelta = DEFAULT_RETENTION,
         sweep_interval: float = 1.0,
+        archive: bool = False,
     ) -> None:
         self.keys = QueueKeys(prefix, queue)
+        self._archiving = "1" if archive else "0"
         self._retry = retry
         self._max_queued = max_queued
         self._retention = str(max(int(retention.total_seconds()), 1))
@@ -115,6 +123,8 @@ class RedisQueue:
         self._events = Events(self._client, self.keys.events)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Completions of concurrent callers (a worker's parallel tasks) share script calls.
+        self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
 
     async def start(self) -> None:
         """Check Redis answers, then start the subscriber and the sweeper."""
@@ -131,6 +141,7 @@ class RedisQueue:
         self._stopping.set()
         if self._sweeper is not None:
             await self._sweeper
+        await self._completions.drain()
         await self._events.close()
         await self._client.aclose()
         await self._pool.disconnect()
@@ -141,11 +152,10 @@ class RedisQueue:
         """Store tasks in one script call; they are acknowledged once Redis has them."""
         if not tasks:
             return []
-        args: list[Any] = [int(atomic), self._max_queued, len(tasks)]
-        default = self._retry.default_max_attempts
-        for task in tasks:
-            args.extend(submit_args(self.keys, task, default))
-        reply = await self._eval(self._scripts.submit, args)
+        fields, records = submit_batch(tasks, self._retry.default_max_attempts)
+        reply = await self._eval(
+            self._scripts.submit, [int(atomic), self._max_queued, fields, records]
+        )
         if reply[0] == b"CONFLICT":
             clash = tasks[int(reply[1]) - 1]
             raise key_reused(clash)
@@ -154,7 +164,7 @@ class RedisQueue:
                 f"the queue holds {int(reply[1])} of at most {self._max_queued} tasks",
                 retry_after=1.0,
             )
-        return [outcome(task, raw) for task, raw in zip(tasks, reply[1:], strict=True)]
+        return outcomes(tasks, reply)
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
@@ -238,12 +248,10 @@ class RedisQueue:
             reply = await self._eval(self._scripts.lease, args, now=now)
             remaining = deadline - time.monotonic()
             if len(reply) > 1 or remaining <= 0:
-                records = sorted(
-                    (pairs(flat) for flat in reply[1:]),
-                    key=lambda f: (-int(f[b"prio"]), entry_order(f)),
-                )
                 until = datetime.fromtimestamp(expires, UTC)
-                return [Lease(task=to_task(f), token=token, expires=until) for f in records]
+                held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
+                held.sort(key=lambda pair: (-pair[0].priority, pair[1]))
+                return [Lease(task=task, token=token, expires=until) for task, _ in held]
             pause = min(remaining, POLL_S)
             if reply[0]:
                 pause = min(pause, max(float(reply[0]) - time.time(), 0.001))
@@ -267,22 +275,29 @@ class RedisQueue:
         )
 
     async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
-        """Record a leased task's outcome, fenced by its token."""
+        """Record a leased task's outcome, fenced by its token.
+
+        Completions made concurrently are written by one script call.
+        """
+        return await self._completions((task_id, token, completion))
+
+    async def _complete_many(self, items: list[CompleteItem]) -> list[TaskState | Exception]:
         policy = self._retry
-        args = [
-            task_id,
-            token,
-            int(completion.retryable),
-            repr(random.random()),  # noqa: S311
-            # (jitter, not secrecy)
+        args: list[Any] = [
             repr(policy.base_delay.total_seconds()),
             repr(policy.max_delay.total_seconds()),
-            *completion_args(completion),
         ]
-        reply = await self._eval(self._scripts.complete, args)
-        if reply == b"LOST":
-            raise LeaseLost(f"task {task_id} is no longer leased with this token")
-        return TaskState(reply.decode())
+        for task_id, token, completion in items:
+            # random(): backoff jitter, not secrecy.
+            args += (task_id, token, int(completion.retryable), repr(random.random()))  # noqa: S311
+            args += completion_args(completion)
+        replies = await self._eval(self._scripts.complete, args)
+        return [
+            LeaseLost(f"task {task_id} is no longer leased with this token")
+            if reply == b"LOST"
+            else TaskState(reply.decode())
+            for (task_id, _, _), reply in zip(items, replies, strict=True)
+        ]
 
     async def release(self, task_id: str, token: str) -> None:
         """Give a leased task back without counting the attempt."""
@@ -311,7 +326,9 @@ class RedisQueue:
     async def _eval(self, script: AsyncScript, args: list[Any], now: float | None = None) -> Any:
         stamp = repr(time.time() if now is None else now)
         with translated():
-            return await script(keys=[self.keys.base], args=[stamp, self._retention, *args])
+            return await script(
+                keys=[self.keys.base], args=[stamp, self._retention, self._archiving, *args]
+            )
 
     async def _sweep(self) -> None:
         # Without it, a lost lease would be settled only when a worker next asks for work.
@@ -323,4 +340,3 @@ class RedisQueue:
                 await self._eval(self._scripts.sweep, [])
             except BackendUnavailable as exc:
                 log.warning("queue sweep failed: %s", exc)
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -17,11 +18,12 @@ from clawq_server.model import (
     TaskError,
     TaskState,
     ToolResult,
-    from_epoch,
 )
-from clawq_server.queue.keys import QueueKeys
 
 Arg = str | bytes | int | float
+
+_STATES = {state.value.encode(): state for state in TaskState}
+_SIDE_EFFECTS = {effect.value: effect for effect in SideEffect}
 
 
 def epoch(moment: datetime) -> str:
@@ -29,28 +31,54 @@ def epoch(moment: datetime) -> str:
     return repr(moment.timestamp())
 
 
-def submit_args(keys: QueueKeys, task: NewTask, default_max_attempts: int) -> list[Arg]:
-    """The per-task arguments of submit.lua, in its FIELDS order."""
-    idem_key = keys.idempotency(task.principal, task.idempotency_key)
-    return [
-        task.id,
-        task.principal,
-        task.tool,
-        task.args_json,
-        task.args_hash,
-        task.side_effect.value,
-        task.idempotency_key,
-        idem_key if task.idempotency_key else "",
-        task.priority,
-        task.max_attempts or default_max_attempts,
-        int(task.idempotent),
-        epoch(task.created),
-        epoch(task.not_before),
-    ]
+def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[bytes, bytes]:
+    """The two batch arguments of submit.lua: per-task fields as JSON, and the records.
+
+    Per task, in submit.lua's order: id, principal, level (``<priority>:<tool>``), created,
+    not_before, idempotency key, args hash, record length, and the record's 'k' field
+    (lua/lib.lua). The record is what to_task reads back; scripts never parse it.
+    One JSON array and one join keep the script call to a few arguments, which is what
+    makes a batch cheap to pack and to read in Lua.
+    """
+    fields: list[Arg] = []
+    records: list[bytes] = []
+    for task in tasks:
+        attempts = task.max_attempts or default_max_attempts
+        created, not_before = task.created.timestamp(), task.not_before.timestamp()
+        redo = "1" if task.idempotent or task.side_effect is SideEffect.READ_ONLY else "0"
+        level, when = f"{task.priority}:{task.tool}", repr(created)
+        record = orjson.dumps(
+            [
+                task.id,
+                task.principal,
+                task.tool,
+                orjson.Fragment(task.args_json),
+                task.side_effect.value,
+                task.idempotency_key,
+                task.priority,
+                attempts,
+                task.idempotent,
+                created,
+                not_before,
+            ]
+        )
+        records.append(record)
+        fields += (
+            task.id,
+            task.principal,
+            level,
+            when,
+            repr(not_before),
+            task.idempotency_key,
+            task.args_hash,
+            len(record),
+            f"{when}\x1f{attempts}\x1f{redo}\x1f{level}\x1f{task.principal}",
+        )
+    return orjson.dumps(fields), b"".join(records)
 
 
 def completion_args(completion: Completion) -> list[Arg]:
-    """The result and error arguments of complete.lua (ARGV[9..15])."""
+    """The result and error values of one task in complete.lua's items."""
     result, error = completion.result, completion.error
     out: list[Arg] = ["0", "", "", ""]
     if result is not None:
@@ -75,34 +103,48 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def to_task(fields: dict[bytes, bytes]) -> Task:
     """A Task from its record hash."""
-
-    def text(name: bytes) -> str:
-        return fields[name].decode()
-
-    def moment(name: bytes) -> datetime | None:
-        raw = fields.get(name)
-        return None if raw is None else from_epoch(float(raw))
-
+    (
+        task_id,
+        principal,
+        tool,
+        args,
+        side_effect,
+        idempotency_key,
+        priority,
+        max_attempts,
+        idempotent,
+        created,
+        not_before,
+    ) = orjson.loads(fields[b"r"])
+    moved = fields.get(b"nb")  # set when a retry or requeue postponed the task
     code = fields.get(b"ecode")
     return Task(
-        id=text(b"id"),
-        principal=text(b"principal"),
-        tool=text(b"tool"),
-        args=orjson.loads(fields[b"args"]),
-        state=TaskState(text(b"state")),
-        side_effect=SideEffect(text(b"se")),
-        attempt=int(fields[b"attempt"]),
-        max_attempts=int(fields[b"max"]),
-        priority=int(fields[b"prio"]),
-        idempotency_key=text(b"ikey"),
-        idempotent=fields[b"idem"] == b"1",
-        created=datetime.fromtimestamp(float(fields[b"created"]), UTC),
-        not_before=datetime.fromtimestamp(float(fields[b"nb"]), UTC),
-        started=moment(b"started"),
-        finished=moment(b"finished"),
+        id=task_id,
+        principal=principal,
+        tool=tool,
+        args=args,
+        state=_STATES[fields[b"state"]],
+        side_effect=_SIDE_EFFECTS[side_effect],
+        attempt=int(fields.get(b"attempt", b"0")),
+        max_attempts=max_attempts,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        idempotent=idempotent,
+        created=datetime.fromtimestamp(created, UTC),
+        not_before=datetime.fromtimestamp(not_before if moved is None else float(moved), UTC),
+        started=_moment(fields.get(b"started")),
+        finished=_moment(fields.get(b"finished")),
         result=_result(fields),
-        error=None if code is None else TaskError(code.decode(), text(b"ereason"), text(b"emsg")),
+        error=None if code is None else _error(code, fields),
     )
+
+
+def _moment(raw: bytes | None) -> datetime | None:
+    return None if raw is None else datetime.fromtimestamp(float(raw), UTC)
+
+
+def _error(code: bytes, fields: dict[bytes, bytes]) -> TaskError:
+    return TaskError(code.decode(), fields[b"ereason"].decode(), fields[b"emsg"].decode())
 
 
 def entry_order(fields: dict[bytes, bytes]) -> tuple[int, int]:
@@ -128,13 +170,17 @@ def _result(fields: dict[bytes, bytes]) -> ToolResult | None:
     )
 
 
-def outcome(task: NewTask, raw: bytes) -> SubmitOutcome | Exception:
-    """The submit outcome of one item from its script code (n, e:<id>, c)."""
-    if raw == b"n":
-        return SubmitOutcome(task.id)
-    if raw.startswith(b"e:"):
-        return SubmitOutcome(raw[2:].decode(), existing=True)
-    return key_reused(task)
+def outcomes(tasks: Sequence[NewTask], reply: Sequence[Any]) -> list[SubmitOutcome | Exception]:
+    """Submit outcomes from submit.lua's reply: every task new except those it lists as
+    (index, code) pairs, code 'e:<id>' (existing) or 'c' (key reused)."""
+    result: list[SubmitOutcome | Exception] = [SubmitOutcome(task.id) for task in tasks]
+    for position, code in zip(reply[1::2], reply[2::2], strict=True):
+        index = int(position) - 1
+        if code.startswith(b"e:"):
+            result[index] = SubmitOutcome(code[2:].decode(), existing=True)
+        else:
+            result[index] = key_reused(tasks[index])
+    return result
 
 
 def key_reused(task: NewTask) -> IdempotencyKeyReused:

@@ -1,8 +1,8 @@
--- Cancels a queued task now, or flags a running one for its worker. ARGV[3] task id,
--- ARGV[4] '1' when scoped to the principal in ARGV[5].
+-- Cancels a queued task now, or flags a running one for its worker. ARGV[4] task id,
+-- ARGV[5] '1' when scoped to the principal in ARGV[6].
 -- Returns {'OK', fields}, {'NOT_FOUND'} or {'FINISHED', state}.
-local t = load(ARGV[3])
-if not t or (ARGV[4] == '1' and t.principal ~= ARGV[5]) then return {'NOT_FOUND'} end
+local t = load(ARGV[4])
+if not t or (ARGV[5] == '1' and t.principal ~= ARGV[6]) then return {'NOT_FOUND'} end
 if t.state ~= 'QUEUED' and t.state ~= 'RUNNING' then return {'FINISHED', t.state} end
 if t.state == 'QUEUED' then
   if t.sid then

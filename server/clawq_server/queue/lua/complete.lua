@@ -1,35 +1,42 @@
--- Records the outcome of a leased task, fenced by its token. ARGV[3] task id, ARGV[4]
--- token, ARGV[5] retryable (1/0), ARGV[6] jitter draw in [0, 1), ARGV[7] base delay,
--- ARGV[8] max delay, ARGV[9] has result (1/0), ARGV[10..12] output, stderr, result
--- metadata JSON, ARGV[13..15] error code, reason, message ('' code: no error).
--- Returns the new state, or 'LOST' when the lease is not held.
-local t = load(ARGV[3])
-if not t or t.state ~= 'RUNNING' or t.token ~= ARGV[4] then return 'LOST' end
-local retryable = ARGV[5] == '1'
-local failed = ARGV[13] ~= ''
+-- Records the outcomes of leased tasks, each fenced by its token. ARGV[4] base delay,
+-- ARGV[5] max delay, then ITEM values per task: id, token, retryable (1/0), jitter draw
+-- in [0, 1), has result (1/0), output, stderr, result metadata JSON, error code, reason,
+-- message ('' code: no error).
+-- Returns per task its new state, or 'LOST' when its lease is not held.
+local ITEM = 11
+local base_delay, max_delay = tonumber(ARGV[4]), tonumber(ARGV[5])
 
-end_lease(t)
-set_error(t, ARGV[13], ARGV[14], ARGV[15])
-if ARGV[9] == '1' then
-  redis.call('HSET', t.key, 'output', ARGV[10], 'stderr', ARGV[11], 'meta', ARGV[12])
-else
-  redis.call('HDEL', t.key, 'output', 'stderr', 'meta')
+local function complete_one(o)
+  local t = load(ARGV[o + 1])
+  if not t or t.state ~= 'RUNNING' or t.token ~= ARGV[o + 2] then return 'LOST' end
+  local retryable = ARGV[o + 3] == '1'
+  local failed = ARGV[o + 9] ~= ''
+  end_lease(t)
+  set_error(t, ARGV[o + 9], ARGV[o + 10], ARGV[o + 11])
+  if ARGV[o + 5] == '1' then
+    redis.call('HSET', t.key, 'output', ARGV[o + 6], 'stderr', ARGV[o + 7], 'meta', ARGV[o + 8])
+  else
+    redis.call('HDEL', t.key, 'output', 'stderr', 'meta')
+  end
+  if t.cancel == '1' then
+    terminal(t, 'CANCELLED')
+  elseif not failed then
+    terminal(t, 'SUCCEEDED')
+  elseif retryable and t.attempt < t.max then
+    -- Same formula as queue/backoff.py: full jitter under base * 2^(attempt-1), capped.
+    local ceiling = math.min(max_delay, base_delay * 2 ^ math.min(t.attempt - 1, 62))
+    local not_before = NOW + ceiling * tonumber(ARGV[o + 4])
+    redis.call('HSET', t.key, 'nb', fmt(not_before))
+    to_queue(t, not_before)
+  elseif retryable then
+    terminal(t, 'DEAD')
+  else
+    terminal(t, 'FAILED')
+  end
+  return t.state
 end
 
-if t.cancel == '1' then
-  terminal(t, 'CANCELLED')
-elseif not failed then
-  terminal(t, 'SUCCEEDED')
-elseif retryable and t.attempt < t.max then
-  -- Same formula as queue/backoff.py: full jitter under base * 2^(attempt-1), capped.
-  local ceiling = math.min(tonumber(ARGV[8]), tonumber(ARGV[7]) * 2 ^ math.min(t.attempt - 1, 62))
-  local not_before = NOW + ceiling * tonumber(ARGV[6])
-  redis.call('HSET', t.key, 'nb', fmt(not_before))
-  to_queue(t, not_before)
-elseif retryable then
-  terminal(t, 'DEAD')
-else
-  terminal(t, 'FAILED')
-end
+local out = {}
+for o = 5, #ARGV - ITEM, ITEM do out[#out + 1] = complete_one(o) end
 notify()
-return t.state
+return out

@@ -1,8 +1,8 @@
--- Extends the leases still held. ARGV[3] new expiry, then (task id, token) pairs.
+-- Extends the leases still held. ARGV[4] new expiry, then (task id, token) pairs.
 -- Returns {lost ids, cancelled ids}.
-local lexp = ARGV[3]
+local lexp = ARGV[4]
 local lost, cancelled = {}, {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local v = redis.call('HMGET', task_key(id), 'state', 'token', 'cancel')
   if v[1] ~= 'RUNNING' or v[2] ~= ARGV[i + 1] then

@@ -1,14 +1,14 @@
--- Hands out up to ARGV[4] ready tasks, highest priority first, oldest entry first within
--- a priority. ARGV[3] consumer (worker id), ARGV[5] token, ARGV[6] lease expiry,
--- ARGV[7] tool count (-1: any tool), then the tool names.
+-- Hands out up to ARGV[5] ready tasks, highest priority first, oldest entry first within
+-- a priority. ARGV[4] consumer (worker id), ARGV[6] token, ARGV[7] lease expiry,
+-- ARGV[8] tool count (-1: any tool), then the tool names.
 -- Returns {next_due, task fields...}: next_due ('' if none) only matters when no task
 -- was leased; each task is the flat HGETALL of its record.
-local consumer, limit, token, lexp = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local ntools = tonumber(ARGV[7])
+local consumer, limit, token, lexp = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local ntools = tonumber(ARGV[8])
 local wanted = nil
 if ntools >= 0 then
   wanted = {}
-  for i = 1, ntools do wanted[ARGV[7 + i]] = true end
+  for i = 1, ntools do wanted[ARGV[8 + i]] = true end
 end
 
 promote()
@@ -64,16 +64,36 @@ local function plan(levels, want)
   return take
 end
 
+-- The index moves, lease entries and counters of started tasks, written in bulk at the end.
+local leased = {}
+local lease_entries = {}
+local moves = {}
+local taken = {}
+
 local function start(t)
-  redis.call('HSET', t.key, 'attempt', t.attempt + 1, 'token', token, 'lexp', lexp,
-    'worker', consumer, 'started', NOW_S)
-  set_state(t, 'RUNNING')
-  redis.call('ZADD', LEASES, lexp, t.id)
-  redis.call('HINCRBY', COUNTS, 'r:' .. t.prio, -1)
-  redis.call('HINCRBY', COUNTS, 'queued', -1)
+  redis.call('HSET', t.key, 'state', 'RUNNING', 'attempt', t.attempt + 1, 'token', token,
+    'lexp', lexp, 'worker', consumer, 'started', NOW_S)
+  local move = moves[t.principal]
+  if not move then move = {out = {}, into = {}}; moves[t.principal] = move end
+  move.out[#move.out + 1] = t.id
+  move.into[#move.into + 1] = t.created
+  move.into[#move.into + 1] = t.id
+  lease_entries[#lease_entries + 1] = lexp
+  lease_entries[#lease_entries + 1] = t.id
+  taken[t.prio] = (taken[t.prio] or 0) + 1
 end
 
-local leased = {}
+local function record_starts()
+  for principal, move in pairs(moves) do
+    chunked(move.out, 'ZREM', idx_ps(principal, 'QUEUED'))
+    chunked(move.into, 'ZADD', idx_ps(principal, 'RUNNING'))
+  end
+  chunked(lease_entries, 'ZADD', LEASES)
+  for prio, count in pairs(taken) do
+    redis.call('HINCRBY', COUNTS, 'r:' .. prio, -count)
+    redis.call('HINCRBY', COUNTS, 'queued', -count)
+  end
+end
 local function take_from(level, count)
   local s = stream_key(level)
   local got = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', count,
@@ -103,6 +123,7 @@ for _, prio in ipairs(prios) do
   end
 end
 
+record_starts()
 notify()
 local due = ''
 if #leased == 0 then due = next_due() end

@@ -1,11 +1,21 @@
 -- Shared helpers, prepended to every queue script. KEYS[1] is the queue's hash-tagged
 -- base; every other key is derived from it here (mirror of queue/keys.py), so all keys
 -- of one queue sit in one Redis Cluster slot.
--- ARGV[1] is the caller's clock (epoch seconds), ARGV[2] the retention of finished tasks.
+-- ARGV[1] is the caller's clock (epoch seconds), ARGV[2] the retention of finished tasks,
+-- ARGV[3] '1' when finished task ids go to the archive stream; a script's own arguments
+-- start at ARGV[4].
+--
+-- A task record is a hash: 'r' the immutable record the server encoded (only Python
+-- reads it), 'k' the immutable fields the scripts need (see KEY_FIELDS), then what the
+-- scripts change: 'state', 'attempt' (absent: 0), 'sid' (its ready stream entry),
+-- 'ikk' its idempotency key's name, 'nb' not_before once changed after submit,
+-- 'cancel', the lease ('token', 'lexp', 'worker', 'started'), 'finished', the result
+-- ('output', 'stderr', 'meta') and the error ('ecode', 'ereason', 'emsg').
 local B = KEYS[1]
 local NOW_S = ARGV[1]
 local NOW = tonumber(NOW_S)
 local RETENTION = tonumber(ARGV[2])
+local ARCHIVING = ARGV[3] == '1'
 local GROUP = 'workers'
 local DELAYED = B .. ':delayed'
 local LEASES = B .. ':leases'
@@ -13,17 +23,33 @@ local DEAD = B .. ':dead'
 local COUNTS = B .. ':counts'
 local ACTIVE = B .. ':active'
 local EVENTS = B .. ':events'
+local ARCHIVE = B .. ':archive'
 local IDX_ALL = B .. ':idx:all'
-local TASK_FIELDS = {'state', 'principal', 'created', 'prio', 'tool', 'sid', 'attempt',
-  'max', 'se', 'idem', 'cancel', 'ikk', 'token'}
+-- Members per variadic call: well under Lua's C stack limit for unpack().
+local CHUNK = 4000
+local TASK_FIELDS = {'state', 'k', 'sid', 'attempt', 'cancel', 'ikk', 'token'}
+-- 'k' is "<created>\31<max attempts>\31<redo>\31<priority>:<tool>\31<principal>", redo
+-- '1' when a lost lease may run the task again; one field instead of five keeps the
+-- per-task HSET of a batch submit short. The principal is last, so it may hold anything.
+local KEY_FIELDS = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$'
 
 local function task_key(id) return B .. ':task:' .. id end
 local function pkey(p) return #p .. ':' .. p end
 local function idx_p(p) return B .. ':idx:p:' .. pkey(p) end
 local function idx_ps(p, s) return B .. ':idx:ps:' .. pkey(p) .. ':' .. s end
 local function idx_pt(p, t) return B .. ':idx:pt:' .. pkey(p) .. ':' .. t end
+local function idem_key(p, k) return B .. ':idem:' .. pkey(p) .. ':' .. k end
 local function stream_key(level) return B .. ':ready:' .. level end
 local function fmt(seconds) return string.format('%.6f', seconds) end
+local function level_prio(level) return string.match(level, '^(-?%d+):') end
+local function level_tool(level) return string.sub(level, string.find(level, ':', 1, true) + 1) end
+
+-- Runs a variadic command on key over a long list of members, in chunks.
+local function chunked(list, command, key)
+  for start = 1, #list, CHUNK do
+    redis.call(command, key, unpack(list, start, math.min(start + CHUNK - 1, #list)))
+  end
+end
 
 -- Transitions collected by a script and published once at its end.
 local ev = {work = false, done = {}}
@@ -31,10 +57,11 @@ local ev = {work = false, done = {}}
 local function load(id)
   local v = redis.call('HMGET', task_key(id), unpack(TASK_FIELDS))
   if not v[1] then return nil end
-  local t = {id = id, key = task_key(id)}
-  for i, name in ipairs(TASK_FIELDS) do t[name] = v[i] end
-  t.attempt = tonumber(t.attempt)
-  t.max = tonumber(t.max)
+  local created, max, redo, level, principal = string.match(v[2], KEY_FIELDS)
+  local t = {id = id, key = task_key(id), state = v[1], principal = principal,
+    created = created, level = level, sid = v[3], attempt = tonumber(v[4] or '0'),
+    max = tonumber(max), redo = redo == '1', cancel = v[5], ikk = v[6], token = v[7]}
+  t.prio = level_prio(level)
   return t
 end
 
@@ -55,7 +82,7 @@ local function open_level(level)
 end
 
 local function to_stream(t)
-  local sid = redis.call('XADD', open_level(t.prio .. ':' .. t.tool), '*', 'id', t.id)
+  local sid = redis.call('XADD', open_level(t.level), '*', 'id', t.id)
   redis.call('HSET', t.key, 'sid', sid)
   redis.call('HINCRBY', COUNTS, 'r:' .. t.prio, 1)
   ev.work = true
@@ -64,7 +91,7 @@ end
 -- Drops the task's stream entry (acknowledged if it was delivered).
 local function drop_entry(t)
   if t.sid then
-    local s = stream_key(t.prio .. ':' .. t.tool)
+    local s = stream_key(t.level)
     redis.call('XACK', s, GROUP, t.sid)
     redis.call('XDEL', s, t.sid)
     redis.call('HDEL', t.key, 'sid')
@@ -92,7 +119,7 @@ local function terminal(t, state)
   set_state(t, state)
   redis.call('HSET', t.key, 'finished', NOW_S)
   redis.call('EXPIRE', t.key, RETENTION)
-  if t.ikk and t.ikk ~= '' then redis.call('EXPIRE', t.ikk, RETENTION) end
+  if t.ikk then redis.call('EXPIRE', t.ikk, RETENTION) end
   if state == 'DEAD' then redis.call('ZADD', DEAD, NOW, t.id) end
   ev.done[#ev.done + 1] = t.id
 end
@@ -105,9 +132,13 @@ local function set_error(t, code, reason, message)
   end
 end
 
+-- Publishes the collected transitions; finished ids also go to the archive stream.
 local function notify()
   if ev.work then redis.call('PUBLISH', EVENTS, 'w') end
-  if #ev.done > 0 then redis.call('PUBLISH', EVENTS, 't ' .. table.concat(ev.done, ' ')) end
+  if #ev.done > 0 then
+    redis.call('PUBLISH', EVENTS, 't ' .. table.concat(ev.done, ' '))
+    if ARCHIVING then redis.call('XADD', ARCHIVE, '*', 'ids', table.concat(ev.done, ' ')) end
+  end
 end
 
 -- Moves delayed tasks whose time has come to their ready stream.
@@ -131,7 +162,7 @@ local function reclaim()
       set_error(t, 'ABORTED', 'WORKER_LOST', 'the worker running this task stopped renewing its lease')
       if t.cancel == '1' then
         terminal(t, 'CANCELLED')
-      elseif t.se == 'read_only' or t.idem == '1' then
+      elseif t.redo then
         if t.attempt >= t.max then terminal(t, 'DEAD') else to_queue(t, NOW) end
       else
         terminal(t, 'FAILED')

@@ -1,33 +1,39 @@
--- One page of task ids, newest first, keyset-paged on (created, id). ARGV[3] '1' when
--- scoped to the principal in ARGV[4], ARGV[5] tool ('' any), ARGV[6] created_after
--- ('' none), ARGV[7] created_before ('' none), ARGV[8] cursor created ('' none),
--- ARGV[9] cursor id, ARGV[10] limit, ARGV[11] state count, then the states.
+-- One page of task ids, newest first, keyset-paged on (created, id). ARGV[4] '1' when
+-- scoped to the principal in ARGV[5], ARGV[6] tool ('' any), ARGV[7] created_after
+-- ('' none), ARGV[8] created_before ('' none), ARGV[9] cursor created ('' none),
+-- ARGV[10] cursor id, ARGV[11] limit, ARGV[12] state count, then the states.
 -- Returns {next created, next id, ids...}; next is '' at the end. Index entries of
 -- records that retention expired are removed on the way.
 local SCAN_CAP = 5000
 local BATCH = 256
-local scoped, principal, tool = ARGV[3] == '1', ARGV[4], ARGV[5]
-local after, before = ARGV[6], tonumber(ARGV[7])
-local cur_score, cur_id = tonumber(ARGV[8]), ARGV[9]
-local limit = tonumber(ARGV[10])
+local scoped, principal, tool = ARGV[4] == '1', ARGV[5], ARGV[6]
+local after, before = ARGV[7], tonumber(ARGV[8])
+local cur_score, cur_id = tonumber(ARGV[9]), ARGV[10]
+local limit = tonumber(ARGV[11])
 local states = {}
-local nstates = tonumber(ARGV[11])
-for i = 1, nstates do states[ARGV[11 + i]] = true end
+local nstates = tonumber(ARGV[12])
+for i = 1, nstates do states[ARGV[12 + i]] = true end
 
 -- The narrowest index that holds every match; other filters are checked per task.
 local idx = IDX_ALL
 if scoped and tool ~= '' then
   idx = idx_pt(principal, tool)
 elseif scoped and nstates == 1 then
-  idx = idx_ps(principal, ARGV[12])
+  idx = idx_ps(principal, ARGV[13])
 elseif scoped then
   idx = idx_p(principal)
 end
 
 local max = '+inf'
-if cur_score then max = ARGV[8] elseif before then max = '(' .. ARGV[7] end
+if cur_score then max = ARGV[9] elseif before then max = '(' .. ARGV[8] end
 local min = '-inf'
 if after ~= '' then min = after end
+
+-- The tool and principal filters against a record's 'k' field.
+local function matches(k)
+  local _, _, _, level, owner = string.match(k, KEY_FIELDS)
+  return (tool == '' or level_tool(level) == tool) and (not scoped or owner == principal)
+end
 
 local function wanted(id, score)
   if cur_score and (score > cur_score or (score == cur_score and id >= cur_id)) then
@@ -46,12 +52,11 @@ while #found <= limit and scanned < SCAN_CAP do
     local id, score = batch[i], tonumber(batch[i + 1])
     scanned = scanned + 1
     if #found <= limit and wanted(id, score) then
-      local v = redis.call('HMGET', task_key(id), 'state', 'tool', 'principal')
+      local v = redis.call('HMGET', task_key(id), 'state', 'k')
       if not v[1] then
         redis.call('ZREM', idx, id)
         removed = removed + 1
-      elseif (nstates == 0 or states[v[1]]) and (tool == '' or v[2] == tool)
-          and (not scoped or v[3] == principal) then
+      elseif (nstates == 0 or states[v[1]]) and matches(v[2]) then
         found[#found + 1] = {id, batch[i + 1]}
       end
       last_score, last_id = batch[i + 1], id

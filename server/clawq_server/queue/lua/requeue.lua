@@ -1,10 +1,10 @@
--- Puts DEAD tasks back in the queue with a fresh attempt budget. ARGV[3] '1' for every
--- dead letter, else the ids follow from ARGV[4]. Returns the count moved.
+-- Puts DEAD tasks back in the queue with a fresh attempt budget. ARGV[4] '1' for every
+-- dead letter, else the ids follow from ARGV[5]. Returns the count moved.
 local ids = {}
-if ARGV[3] == '1' then
+if ARGV[4] == '1' then
   ids = redis.call('ZRANGE', DEAD, 0, -1)
 else
-  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 local moved = 0
 for _, id in ipairs(ids) do
@@ -12,7 +12,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', DEAD, id)
   if t and t.state == 'DEAD' then
     redis.call('PERSIST', t.key)
-    if t.ikk and t.ikk ~= '' then redis.call('PERSIST', t.ikk) end
+    if t.ikk then redis.call('PERSIST', t.ikk) end
     redis.call('HSET', t.key, 'attempt', 0, 'cancel', '0', 'nb', NOW_S)
     redis.call('HDEL', t.key, 'finished')
     t.attempt = 0

@@ -1,42 +1,82 @@
--- Stores a batch of tasks atomically. ARGV[3] atomic (1/0), ARGV[4] max queued (0: no
--- bound), ARGV[5] count, then FIELDS values per task (see redis_codec.submit_args).
--- Returns {'OK', outcome...} with outcome 'n' (new), 'e:<id>' (existing) or 'c'
--- (idempotency key reused with other args); {'CONFLICT', i}; or {'FULL', queued}.
-local FIELDS = 13
-local atomic = ARGV[3] == '1'
-local max_queued = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+-- Stores a batch of tasks atomically. ARGV[4] atomic (1/0), ARGV[5] max queued (0: no
+-- bound), ARGV[6] a JSON array of FIELDS values per task (see redis_codec.submit_batch),
+-- ARGV[7] every task's record, concatenated (each one's length is among its FIELDS).
+-- Returns {'OK', i, outcome, ...} listing only the tasks that were not new, outcome
+-- 'e:<id>' (existing) or 'c' (idempotency key reused with other args); {'CONFLICT', i};
+-- or {'FULL', queued}.
+local FIELDS = 9
+local atomic = ARGV[4] == '1'
+local max_queued = tonumber(ARGV[5])
+local meta = cjson.decode(ARGV[6])
+local records = ARGV[7]
+local n = #meta / FIELDS
 
-local out = {}
-local fresh = {}
-local seen = {}
+-- Pass 1: which tasks are new, and the outcome of the others. Existing records and
+-- idempotency keys are looked up by one variadic call each, not one call per task.
+local function lookup(command, names)
+  local found = {}
+  for start = 1, #names, CHUNK do
+    local part = redis.call(command, unpack(names, start, math.min(start + CHUNK - 1, #names)))
+    if type(part) == 'number' then return part end
+    for _, v in ipairs(part) do found[#found + 1] = v end
+  end
+  return found
+end
+
+local names, keyed = {}, {}
 for i = 1, n do
-  local o = 5 + (i - 1) * FIELDS
-  local id, ahash, ikk = ARGV[o + 1], ARGV[o + 5], ARGV[o + 8]
-  local prior = nil
-  if redis.call('EXISTS', task_key(id)) == 1 then
-    -- The same task sent again (a retried batch): acknowledge it once more.
-    prior = {id, ahash}
-  elseif ikk ~= '' then
-    prior = seen[ikk]
-    if not prior then
-      local v = redis.call('GET', ikk)
-      if v then
-        local sp = string.find(v, ' ', 1, true)
-        prior = {string.sub(v, 1, sp - 1), string.sub(v, sp + 1)}
-      end
+  local o = (i - 1) * FIELDS
+  names[i] = task_key(meta[o + 1])
+  if meta[o + 6] ~= '' then keyed[#keyed + 1] = i end
+end
+-- Almost always none exists: then no record needs a closer look.
+local any_exists = 0
+for start = 1, n, CHUNK do
+  any_exists = any_exists + redis.call('EXISTS', unpack(names, start, math.min(start + CHUNK - 1, n)))
+end
+local ikks, prior_of = {}, {}
+for j, i in ipairs(keyed) do
+  local o = (i - 1) * FIELDS
+  ikks[j] = idem_key(meta[o + 2], meta[o + 6])
+end
+if #ikks > 0 then
+  for j, v in ipairs(lookup('MGET', ikks)) do
+    if v then
+      local sp = string.find(v, ' ', 1, true)
+      prior_of[keyed[j]] = {string.sub(v, 1, sp - 1), string.sub(v, sp + 1)}
     end
   end
+end
+
+local out = {'OK'}
+local fresh = {}
+local seen = {}
+local next_keyed = 1
+for i = 1, n do
+  local o = (i - 1) * FIELDS
+  local id, ahash = meta[o + 1], meta[o + 7]
+  local prior, ikk = nil, nil
+  if keyed[next_keyed] == i then
+    ikk = ikks[next_keyed]
+    next_keyed = next_keyed + 1
+  end
+  if any_exists > 0 and redis.call('EXISTS', names[i]) == 1 then
+    -- The same task sent again (a retried batch): acknowledge it once more.
+    prior = {id, ahash}
+  elseif ikk then
+    prior = seen[ikk] or prior_of[i]
+  end
   if not prior then
-    if ikk ~= '' then seen[ikk] = {id, ahash} end
-    out[i] = 'n'
-    fresh[#fresh + 1] = o
+    if ikk then seen[ikk] = {id, ahash} end
+    fresh[#fresh + 1] = i
   elseif prior[2] == ahash then
-    out[i] = 'e:' .. prior[1]
+    out[#out + 1] = i
+    out[#out + 1] = 'e:' .. prior[1]
   elseif atomic then
     return {'CONFLICT', i}
   else
-    out[i] = 'c'
+    out[#out + 1] = i
+    out[#out + 1] = 'c'
   end
 end
 
@@ -45,6 +85,7 @@ if max_queued > 0 and #fresh > 0 then
   if queued + #fresh > max_queued then return {'FULL', queued} end
 end
 
+-- Pass 2: the writes. Index members are collected and added by one ZADD per index.
 local index = {}
 local function add_index(key, score, id)
   local list = index[key]
@@ -53,47 +94,61 @@ local function add_index(key, score, id)
   list[#list + 1] = id
 end
 
+local offsets = {}
+local pos = 1
+for i = 1, n do
+  offsets[i] = pos
+  pos = pos + meta[(i - 1) * FIELDS + 8]
+end
+
 local streams = {}
 local ready = {}
-for _, o in ipairs(fresh) do
-  local id, principal, tool, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 12]
-  local prio, nb, ikk = ARGV[o + 9], ARGV[o + 13], ARGV[o + 8]
-  local key = task_key(id)
+local per_principal = {}
+local tools = {}
+for _, i in ipairs(fresh) do
+  local o = (i - 1) * FIELDS
+  local id, principal, level, created = meta[o + 1], meta[o + 2], meta[o + 3], meta[o + 4]
+  local nb, ikey = meta[o + 5], meta[o + 6]
+  local record = {names[i], 'r', string.sub(records, offsets[i], offsets[i] + meta[o + 8] - 1),
+    'k', meta[o + 9], 'state', 'QUEUED'}
   -- The stream entry first, so the record is written by one HSET with its entry id.
-  local sid = false
   if tonumber(nb) > NOW then
     redis.call('ZADD', DELAYED, nb, id)
   else
-    local level = prio .. ':' .. tool
     local s = streams[level]
     if not s then s = open_level(level); streams[level] = s end
-    sid = redis.call('XADD', s, '*', 'id', id)
-    ready[prio] = (ready[prio] or 0) + 1
+    record[#record + 1] = 'sid'
+    record[#record + 1] = redis.call('XADD', s, '*', 'id', id)
+    ready[level] = (ready[level] or 0) + 1
   end
-  local record = {key, 'id', id, 'principal', principal, 'tool', tool,
-    'args', ARGV[o + 4], 'ahash', ARGV[o + 5], 'se', ARGV[o + 6], 'ikey', ARGV[o + 7],
-    'ikk', ikk, 'prio', prio, 'max', ARGV[o + 10], 'idem', ARGV[o + 11],
-    'created', created, 'nb', nb, 'state', 'QUEUED', 'attempt', 0}
-  if sid then record[#record + 1] = 'sid'; record[#record + 1] = sid end
+  if ikey ~= '' then
+    local ikk = idem_key(principal, ikey)
+    record[#record + 1] = 'ikk'
+    record[#record + 1] = ikk
+    redis.call('SET', ikk, id .. ' ' .. meta[o + 7])
+  end
   redis.call('HSET', unpack(record))
-  if ikk ~= '' then redis.call('SET', ikk, id .. ' ' .. ARGV[o + 5]) end
+  local keys = per_principal[principal]
+  if not keys then
+    keys = {idx_p(principal), idx_ps(principal, 'QUEUED')}
+    per_principal[principal] = keys
+  end
+  local tool = tools[level]
+  if not tool then tool = level_tool(level); tools[level] = tool end
   add_index(IDX_ALL, created, id)
-  add_index(idx_p(principal), created, id)
-  add_index(idx_ps(principal, 'QUEUED'), created, id)
+  add_index(keys[1], created, id)
+  add_index(keys[2], created, id)
   add_index(idx_pt(principal, tool), created, id)
 end
 
-for key, list in pairs(index) do
-  for start = 1, #list, 1000 do
-    redis.call('ZADD', key, unpack(list, start, math.min(start + 999, #list)))
-  end
+for key, list in pairs(index) do chunked(list, 'ZADD', key) end
+for level, count in pairs(ready) do
+  redis.call('HINCRBY', COUNTS, 'r:' .. level_prio(level), count)
 end
-for prio, count in pairs(ready) do redis.call('HINCRBY', COUNTS, 'r:' .. prio, count) end
 if #fresh > 0 then
   redis.call('HINCRBY', COUNTS, 'queued', #fresh)
   -- Delayed tasks too: waiting workers re-read when the next one is due.
   ev.work = true
 end
 notify()
-table.insert(out, 1, 'OK')
 return out
