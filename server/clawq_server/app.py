@@ -16,8 +16,8 @@ from clawq_server.api.server import Served, is_loopback, start_server
 from clawq_server.api.task_service import TaskServicer
 from clawq_server.api.worker_service import WorkerServicer
 from clawq_server.audit import AuditLog, AuditSink, NullAudit, Redactor
-from clawq_server.cache.base import NoCache
-from clawq_server.cache.control import NoCacheControl
+from clawq_server.cache.redis import RedisStore
+from clawq_server.cache.tool_cache import ToolCache, watcher
 from clawq_server.config import Config
 from clawq_server.errors import ClawqError, InvalidArgument
 from clawq_server.model import RetryPolicy
@@ -29,7 +29,9 @@ from clawq_server.queue.sqlite import SqliteQueue
 from clawq_server.submission import Admission
 from clawq_server.tasks import Tasks
 from clawq_server.tools import builtin
+from clawq_server.tools.registry import ToolRegistry
 from clawq_server.worker import middleware
+from clawq_server.worker.cache_link import CacheLink
 from clawq_server.worker.runner import Worker, WorkerSettings
 
 log = logging.getLogger("clawq")
@@ -54,11 +56,24 @@ def open_queue(config: Config) -> TaskQueue:
         path = Path(url.removeprefix("sqlite://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteQueue(path, retry=retry, max_queued=config.max_queued)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(url):
         return RedisQueue(
             url, prefix=config.redis_prefix, retry=retry, max_queued=config.max_queued
         )
     raise InvalidArgument.field("backend", f"unsupported backend URL {url!r}")
+
+
+def is_redis(url: str) -> bool:
+    """True when url names a Redis server."""
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def open_cache(config: Config, registry: ToolRegistry) -> ToolCache:
+    """The result cache: shared in Redis for a cluster, in memory for one process."""
+    if is_redis(config.backend_url):
+        store = RedisStore(config.backend_url, prefix=config.redis_prefix)
+        return ToolCache(config.cache, store, registry, watcher())
+    return ToolCache.in_memory(config.cache, registry)
 
 
 def check_bind(config: Config) -> None:
@@ -78,6 +93,7 @@ class App:
 
     config: Config
     queue: TaskQueue
+    cache: ToolCache
     reload: Reloader
     served: Served | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -108,7 +124,8 @@ async def build_app(
         await audit.start()
         sink = audit
     tools = builtin.build(config.sandbox, config.remote_tools)
-    app = App(config, queue, Reloader(policy, env or {}), audit=audit, sandbox=tools.sandbox)
+    cache = open_cache(config, tools.registry)
+    app = App(config, queue, cache, Reloader(policy, env or {}), audit=audit, sandbox=tools.sandbox)
     if config.source is not None:
         app.watcher = asyncio.create_task(app.reload.watch(), name="config-watch")
     try:
@@ -118,6 +135,7 @@ async def build_app(
                 middleware.Audit(sink),
                 middleware.Permission(tools.permissions),
                 middleware.Validation(tools.registry),
+                CacheLink(cache),
                 middleware.Timeout(default_s=300.0),
             ]
         )
@@ -144,8 +162,8 @@ async def build_app(
             app.served = await start_server(
                 config.listen,
                 config.tls,
-                TaskServicer(Tasks(queue, admission, NoCache()), authenticate),
-                AdminServicer(tools.registry, queue, NoCacheControl(), app.reload, authenticate),
+                TaskServicer(Tasks(queue, admission, cache), authenticate),
+                AdminServicer(tools.registry, queue, cache, app.reload, authenticate),
                 WorkerServicer(queue, authenticate),
             )
         yield app
@@ -161,6 +179,7 @@ async def _shutdown(app: App) -> None:
         await app.served.server.stop(grace=app.config.grace_s)
     for worker in app.workers:
         await worker.stop()
+    await app.cache.close()
     if app.audit is not None:
         await app.audit.close()
     await app.queue.close()

@@ -20,14 +20,6 @@ class ResultCache(Protocol):
         ...
 
 
-class NoCache:
-    """A cache that never answers (the cache is switched off)."""
-
-    async def lookup(self, principal: Principal, task: NewTask) -> Task | None:
-        """Always a miss."""
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One stored result and the fingerprint it was computed under.

@@ -34,19 +34,3 @@ class CacheControl(Protocol):
     async def invalidate(self, principal: Principal, path_prefix: str, pattern: str) -> int:
         """Drop entries under a path prefix or matching a glob; the number dropped."""
         ...
-
-
-class NoCacheControl:
-    """Control of a cache that is switched off."""
-
-    async def stats(self) -> tuple[bool, list[ToolCacheStats]]:
-        """Off, no figures."""
-        return False, []
-
-    async def clear(self) -> int:
-        """Nothing to drop."""
-        return 0
-
-    async def invalidate(self, principal: Principal, path_prefix: str, pattern: str) -> int:
-        """Nothing to drop."""
-        return 0
