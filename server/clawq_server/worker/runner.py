@@ -10,7 +10,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from clawq_server.errors import ClawqError, InvalidArgument, LeaseLost, PolicyDenied, ToolFailure
+from clawq_server.errors import (
+    BackendUnavailable,
+    ClawqError,
+    InvalidArgument,
+    LeaseLost,
+    PolicyDenied,
+    ToolFailure,
+)
 from clawq_server.model import Completion, Lease, SideEffect, TaskError, ToolResult
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
@@ -19,6 +26,8 @@ from clawq_server.tools.registry import ToolRegistry
 from clawq_server.worker.middleware import Next, ToolInvocation
 
 log = logging.getLogger(__name__)
+# Retry pauses of a completion while the backend is away: first, and the cap.
+COMPLETE_RETRY_S = (0.05, 1.0)
 PrincipalLookup = Callable[[str], Principal | None]
 
 
@@ -176,7 +185,7 @@ class Worker:
         lease = running.lease
         try:
             completion = await self._execute(running)
-            await self._queue.complete(lease.task.id, lease.token, completion)
+            await self._complete(running, completion)
         except asyncio.CancelledError:
             if not running.lost:
                 await self._interrupted(lease)
@@ -185,8 +194,30 @@ class Worker:
         except ClawqError as error:
             log.warning("completing %s failed: %s", lease.task.id, error.message)
         finally:
-            self._running.pop(lease.task.id, None)
+            # After a lost lease this worker may hold the same task again under a new
+            # lease; only this run's own entry is removed.
+            if self._running.get(lease.task.id) is running:
+                del self._running[lease.task.id]
             self._slot.set()
+
+    async def _complete(self, running: _Running, completion: Completion) -> None:
+        """Report an outcome, retrying while the backend is unreachable.
+
+        Dropping it would turn finished work into WORKER_LOST after a short outage. The
+        run stays in _running meanwhile, so heartbeats resume with the backend: they either
+        keep the lease (the retry then lands) or report it lost (the run is cancelled).
+        """
+        lease = running.lease
+        pause, cap = COMPLETE_RETRY_S
+        while True:
+            try:
+                await self._queue.complete(lease.task.id, lease.token, completion)
+                return
+            except BackendUnavailable as error:
+                if pause == COMPLETE_RETRY_S[0]:
+                    log.warning("completing %s failed, retrying: %s", lease.task.id, error.message)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, cap)
 
     async def _execute(self, running: _Running) -> Completion:
         task = running.lease.task
