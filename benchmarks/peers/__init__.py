@@ -1,0 +1,1 @@
+"""Peer task queues measured on the same private Redis: one module per library."""
