@@ -74,6 +74,16 @@ class QueueKeys:
         """The set of ``<priority>:<tool>`` levels whose stream may hold ready entries."""
         return f"{self.base}:active"
 
+    @property
+    def archive(self) -> str:
+        """The stream of finished task ids waiting to be archived (archive=True only)."""
+        return f"{self.base}:archive"
+
+    @property
+    def levels(self) -> str:
+        """The set of every ``<priority>:<tool>`` level whose stream exists (for tidying)."""
+        return f"{self.base}:levels"
+
     def index_principal(self, principal: str) -> str:
         """A principal's tasks scored by created time."""
         return f"{self.base}:idx:p:{len(principal)}:{principal}"

@@ -25,9 +25,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from clawq_server.errors import (
@@ -51,19 +49,21 @@ from clawq_server.model import (
     TaskState,
 )
 from clawq_server.queue.keys import QueueKeys
+from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
     completion_args,
     entry_order,
-    epoch_or_blank,
     key_reused,
+    list_args,
     outcomes,
     pairs,
     submit_batch,
+    to_stats,
     to_task,
 )
 from clawq_server.queue.redis_events import Events
-from clawq_server.queue.redis_scripts import Scripts, translated
+from clawq_server.queue.redis_scripts import Scripts, open_pool, translated
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ DEFAULT_RETRY = RetryPolicy()
 DEFAULT_RETENTION = timedelta(days=7)
 # Waiters and idle workers re-read this often in case a pub/sub message was missed.
 POLL_S = 1.0
-HEALTH_CHECK_S = 10
+# How often the sweeper removes idle consumers from the ready streams' groups.
+TIDY_EVERY_S = 60.0
 MAX_PAGE = 1000
 
 # A completion as complete() receives it: task id, lease token, outcome.
@@ -101,6 +102,7 @@ class RedisQueue:
         retention: timedelta = DEFAULT_RETENTION,
         sweep_interval: float = 1.0,
         archive: bool = False,
+        consumer_idle: timedelta = timedelta(hours=1),
     ) -> None:
         self.keys = QueueKeys(prefix, queue)
         self._archiving = "1" if archive else "0"
@@ -108,16 +110,8 @@ class RedisQueue:
         self._max_queued = max_queued
         self._retention = str(max(int(retention.total_seconds()), 1))
         self._sweep_interval = sweep_interval
-        self._pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            socket_keepalive=True,
-            health_check_interval=HEALTH_CHECK_S,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._consumer_idle_ms = int(consumer_idle.total_seconds() * 1000)
+        self._pool = open_pool(url, pool_size, socket_timeout)
         self._client = Redis(connection_pool=self._pool)
         self._scripts = Scripts.register(self._client)
         self._events = Events(self._client, self.keys.events)
@@ -180,20 +174,7 @@ class RedisQueue:
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Tasks newest first, filtered and paged by query."""
-        states = sorted(s.value for s in query.states)
-        cursor = ("", "") if query.cursor is None else (repr(query.cursor[0]), query.cursor[1])
-        args = [
-            int(query.principal is not None),
-            query.principal or "",
-            query.tool,
-            epoch_or_blank(query.created_after),
-            epoch_or_blank(query.created_before),
-            *cursor,
-            min(max(query.limit, 1), MAX_PAGE),
-            len(states),
-            *states,
-        ]
-        reply = await self._eval(self._scripts.list, args)
+        reply = await self._eval(self._scripts.list, list_args(query, MAX_PAGE))
         ids = [raw.decode() for raw in reply[2:]]
         found = {task.id: task for task in await self.get_many(ids, None)}
         tasks = [found[task_id] for task_id in ids if task_id in found]
@@ -306,17 +287,7 @@ class RedisQueue:
 
     async def stats(self) -> QueueStats:
         """Depths and counts."""
-        counters, delayed, in_flight, dead = await self._eval(self._scripts.stats, [])
-        ready: dict[int, int] = {}
-        for name, value in pairs(counters).items():
-            if name.startswith(b"r:") and int(value) > 0:
-                ready[int(name[2:])] = int(value)
-        return QueueStats(
-            ready_by_priority=ready,
-            in_flight=int(in_flight),
-            delayed=int(delayed),
-            dead=int(dead),
-        )
+        return to_stats(await self._eval(self._scripts.stats, []))
 
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks back in the queue; the count moved."""
@@ -330,13 +301,30 @@ class RedisQueue:
                 keys=[self.keys.base], args=[stamp, self._retention, self._archiving, *args]
             )
 
+    @property
+    def archives(self) -> bool:
+        """True when finished task ids are fed to the archive stream."""
+        return self._archiving == "1"
+
+    def archive_feed(self, group: str = "archive") -> ArchiveFeed:
+        """The finished-task stream as read by group, over this queue's pool."""
+        return ArchiveFeed(self._client, self.keys.archive, group)
+
+    async def tidy_consumers(self) -> int:
+        """Remove consumers with nothing pending, idle past consumer_idle; the count."""
+        return int(await self._eval(self._scripts.tidy, [self._consumer_idle_ms]))
+
     async def _sweep(self) -> None:
         # Without it, a lost lease would be settled only when a worker next asks for work.
+        tidied = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._sweep_interval)
                 return
             try:
                 await self._eval(self._scripts.sweep, [])
+                if time.monotonic() - tidied > TIDY_EVERY_S:
+                    tidied = time.monotonic()
+                    await self.tidy_consumers()
             except BackendUnavailable as exc:
                 log.warning("queue sweep failed: %s", exc)

@@ -12,10 +12,12 @@ from clawq_server.errors import IdempotencyKeyReused
 from clawq_server.model import (
     Completion,
     NewTask,
+    QueueStats,
     SideEffect,
     SubmitOutcome,
     Task,
     TaskError,
+    TaskQuery,
     TaskState,
     ToolResult,
 )
@@ -187,6 +189,35 @@ def key_reused(task: NewTask) -> IdempotencyKeyReused:
     """The error of an idempotency key used before with other arguments."""
     return IdempotencyKeyReused(
         f"idempotency key {task.idempotency_key!r} was used with other arguments"
+    )
+
+
+def list_args(query: TaskQuery, max_page: int) -> list[Arg]:
+    """The arguments of list.lua for query."""
+    states = sorted(s.value for s in query.states)
+    cursor = ("", "") if query.cursor is None else (repr(query.cursor[0]), query.cursor[1])
+    return [
+        int(query.principal is not None),
+        query.principal or "",
+        query.tool,
+        epoch_or_blank(query.created_after),
+        epoch_or_blank(query.created_before),
+        *cursor,
+        min(max(query.limit, 1), max_page),
+        len(states),
+        *states,
+    ]
+
+
+def to_stats(reply: Sequence[Any]) -> QueueStats:
+    """QueueStats from stats.lua's reply."""
+    counters, delayed, in_flight, dead = reply
+    ready: dict[int, int] = {}
+    for name, value in pairs(counters).items():
+        if name.startswith(b"r:") and int(value) > 0:
+            ready[int(name[2:])] = int(value)
+    return QueueStats(
+        ready_by_priority=ready, in_flight=int(in_flight), delayed=int(delayed), dead=int(dead)
     )
 
 

@@ -7,13 +7,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clawq_server.errors import BackendUnavailable
+
+HEALTH_CHECK_S = 10
 
 _NAMES = (
     "submit",
@@ -26,6 +30,7 @@ _NAMES = (
     "sweep",
     "stats",
     "list",
+    "tidy",
 )
 
 
@@ -54,11 +59,27 @@ class Scripts:
     sweep: AsyncScript
     stats: AsyncScript
     list: AsyncScript
+    tidy: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:
         """Scripts bound to client."""
         return cls(*(client.register_script(source(name)) for name in _NAMES))
+
+
+def open_pool(url: str, size: int, timeout: float) -> BlockingConnectionPool:
+    """A bounded pool of health-checked, keep-alive connections that time out and are not
+    retried, so an outage surfaces within the caller's deadline."""
+    return BlockingConnectionPool.from_url(
+        url,
+        max_connections=size,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        health_check_interval=HEALTH_CHECK_S,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 # Replies that mean "this Redis cannot serve writes right now", not a bug.

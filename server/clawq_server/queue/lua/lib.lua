@@ -22,6 +22,7 @@ local LEASES = B .. ':leases'
 local DEAD = B .. ':dead'
 local COUNTS = B .. ':counts'
 local ACTIVE = B .. ':active'
+local LEVELS = B .. ':levels'
 local EVENTS = B .. ':events'
 local ARCHIVE = B .. ':archive'
 local IDX_ALL = B .. ':idx:all'
@@ -77,6 +78,7 @@ local function open_level(level)
   local s = stream_key(level)
   if redis.call('SADD', ACTIVE, level) == 1 and redis.call('EXISTS', s) == 0 then
     redis.call('XGROUP', 'CREATE', s, GROUP, '0', 'MKSTREAM')
+    redis.call('SADD', LEVELS, level)
   end
   return s
 end
