@@ -67,10 +67,16 @@ def completion_for(result: ToolResult) -> Completion:
 
 
 def completion_for_error(error: Exception, rerunnable: bool) -> Completion:
-    """An exception raised by a run as a completion."""
+    """An exception raised by a run as a completion.
+
+    A retryable error is retried only when the task may run again (read-only or marked
+    idempotent): it may have come after the side effect (a write, then a failed cache
+    invalidation), and a side effect is never repeated by surprise.
+    """
     if isinstance(error, ToolFailure):
         return Completion(
-            error=TaskError(error.code, error.reason, error.message), retryable=error.retryable
+            error=TaskError(error.code, error.reason, error.message),
+            retryable=error.retryable and rerunnable,
         )
     if isinstance(error, PolicyDenied):
         return Completion(error=TaskError("PERMISSION_DENIED", error.reason, error.message))
@@ -78,7 +84,8 @@ def completion_for_error(error: Exception, rerunnable: bool) -> Completion:
         return Completion(error=TaskError("INVALID_ARGUMENT", error.reason, error.message))
     if isinstance(error, ClawqError):
         return Completion(
-            error=TaskError("INTERNAL", error.reason, error.message), retryable=error.retryable
+            error=TaskError("INTERNAL", error.reason, error.message),
+            retryable=error.retryable and rerunnable,
         )
     log.exception("tool run failed unexpectedly", exc_info=error)
     return Completion(
