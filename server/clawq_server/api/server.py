@@ -15,6 +15,7 @@ from clawq.v1 import admin_service_pb2_grpc as adm_grpc
 from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.api.admin_service import AdminServicer
+from clawq_server.api.malformed import GuardedServer
 from clawq_server.api.task_service import TaskServicer
 from clawq_server.api.worker_service import WorkerServicer
 from clawq_server.config import TlsConfig
@@ -82,9 +83,10 @@ async def start_server(
         ],
         maximum_concurrent_rpcs=10_000,
     )
-    ts_grpc.add_TaskServiceServicer_to_server(tasks, server)
-    adm_grpc.add_AdminServiceServicer_to_server(admin, server)
-    ws_grpc.add_WorkerServiceServicer_to_server(worker, server)
+    guarded = GuardedServer(server)
+    ts_grpc.add_TaskServiceServicer_to_server(tasks, guarded)  # type: ignore[arg-type]
+    adm_grpc.add_AdminServiceServicer_to_server(admin, guarded)  # type: ignore[arg-type]
+    ws_grpc.add_WorkerServiceServicer_to_server(worker, guarded)  # type: ignore[arg-type]
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     reflection.enable_server_reflection(
