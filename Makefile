@@ -23,8 +23,8 @@ proto: $(STAMP)  ## Regenerate the Python stubs from protos/.
 
 lint: $(STAMP)  ## ruff and mypy --strict.
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check server client/clawq/*.py tests benchmarks
-	$(BIN)/mypy server client tests
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy server client tests benchmarks examples scripts
 
 typecheck: lint
 
