@@ -12,7 +12,7 @@ help:  ## Show the targets.
 install: $(STAMP)  ## Create .venv with clawq (editable, server extra) and the dev tools.
 
 $(STAMP): pyproject.toml
-	@command -v bwrap >/dev/null 2>&1 || ./scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[server,dev]'
@@ -23,6 +23,7 @@ proto: $(STAMP)  ## Regenerate the Python stubs from protos/.
 
 lint: $(STAMP)  ## ruff and mypy --strict.
 	$(BIN)/ruff check .
+	$(BIN)/python -m scripts.buflint
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server client tests benchmarks examples scripts
 
