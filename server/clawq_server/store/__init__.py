@@ -1,0 +1,1 @@
+"""Task stores: archives of finished tasks and the hybrid queue that reads through them."""
