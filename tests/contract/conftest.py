@@ -13,6 +13,7 @@ from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.redis import RedisQueue
 from clawq_server.queue.sqlite import SqliteQueue
 from tests.redis_support import cleaned, shared_redis_url
+from tests.store.factories import hybrid_queue
 
 from .helpers import MakeQueue, QueueOptions
 
@@ -52,7 +53,11 @@ async def redis_queue(tmp: Path, options: QueueOptions) -> AsyncIterator[TaskQue
 
 
 # Every backend the suite runs against; add a name and an async context factory.
-QUEUE_FACTORIES: dict[str, QueueFactory] = {"sqlite": sqlite_queue, "redis": redis_queue}
+QUEUE_FACTORIES: dict[str, QueueFactory] = {
+    "sqlite": sqlite_queue,
+    "redis": redis_queue,
+    "hybrid": hybrid_queue,
+}
 
 
 @pytest.fixture(params=sorted(QUEUE_FACTORIES))
