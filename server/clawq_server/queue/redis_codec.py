@@ -37,26 +37,33 @@ def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[b
     """The two batch arguments of submit.lua: per-task fields as JSON, and the records.
 
     Per task, in submit.lua's order: id, principal, level (``<priority>:<tool>``), created,
-    not_before, idempotency key, args hash, record length, and the record's 'k' field
+    not_before ("" when equal to created), idempotency key, args hash ("" without a key),
+    record length, and the record's 'k' field
     (lua/lib.lua). The record is what to_task reads back; scripts never parse it.
     One JSON array and one join keep the script call to a few arguments, which is what
     makes a batch cheap to pack and to read in Lua.
     """
     fields: list[Arg] = []
     records: list[bytes] = []
+    dumps, fragment, read_only = orjson.dumps, orjson.Fragment, SideEffect.READ_ONLY
     for task in tasks:
         attempts = task.max_attempts or default_max_attempts
         created, not_before = task.created.timestamp(), task.not_before.timestamp()
-        redo = "1" if task.idempotent or task.side_effect is SideEffect.READ_ONLY else "0"
-        level, when = f"{task.priority}:{task.tool}", repr(created)
-        record = orjson.dumps(
+        redo = "1" if task.idempotent or task.side_effect is read_only else "0"
+        # orjson writes the same shortest round-trip text as repr(), several times faster.
+        level, when, key = (
+            f"{task.priority}:{task.tool}",
+            dumps(created).decode(),
+            task.idempotency_key,
+        )
+        record = dumps(
             [
                 task.id,
                 task.principal,
                 task.tool,
-                orjson.Fragment(task.args_json),
+                fragment(task.args_json),
                 task.side_effect.value,
-                task.idempotency_key,
+                key,
                 task.priority,
                 attempts,
                 task.idempotent,
@@ -70,13 +77,13 @@ def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[b
             task.principal,
             level,
             when,
-            repr(not_before),
-            task.idempotency_key,
-            task.args_hash,
+            "" if not_before == created else dumps(not_before).decode(),  # "": not delayed
+            key,
+            task.args_hash if key else "",  # compared only under an idempotency key
             len(record),
             f"{when}\x1f{attempts}\x1f{redo}\x1f{level}\x1f{task.principal}",
         )
-    return orjson.dumps(fields), b"".join(records)
+    return dumps(fields), b"".join(records)
 
 
 def completion_args(completion: Completion) -> list[Arg]:

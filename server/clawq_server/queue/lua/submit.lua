@@ -85,31 +85,40 @@ if max_queued > 0 and #fresh > 0 then
   if queued + #fresh > max_queued then return {'FULL', queued} end
 end
 
--- Pass 2: the writes. Index members are collected and added by one ZADD per index.
-local index = {}
-local function add_index(key, score, id)
-  local list = index[key]
-  if not list then list = {}; index[key] = list end
-  list[#list + 1] = score
-  list[#list + 1] = id
-end
-
-local offsets = {}
+-- Pass 2: the writes. Index members are collected as (created, id) pairs and added by
+-- one ZADD per index: every task to the all-tasks index, a principal's tasks to its own
+-- index and its QUEUED index (the same list), and per tool to its principal-tool index.
+local all, n_all = {}, 0
+local by_principal = {}
+local by_tool = {}
+local streams = {}
+local ready = {}
 local pos = 1
+local offsets = {}
 for i = 1, n do
   offsets[i] = pos
   pos = pos + meta[(i - 1) * FIELDS + 8]
 end
 
-local streams = {}
-local ready = {}
-local per_principal = {}
-local tools = {}
+-- The lists of the last (principal, level) seen: batches come in long runs of them.
+local run_key, p_list, t_list = nil, nil, nil
+local function lists_of(principal, level)
+  local key = level .. ' ' .. principal
+  if key == run_key then return end
+  run_key = key
+  p_list = by_principal[principal]
+  if not p_list then p_list = {n = 0}; by_principal[principal] = p_list end
+  local tkey = idx_pt(principal, level_tool(level))
+  t_list = by_tool[tkey]
+  if not t_list then t_list = {n = 0}; by_tool[tkey] = t_list end
+end
+
 for _, i in ipairs(fresh) do
   local o = (i - 1) * FIELDS
   local id, principal, level, created = meta[o + 1], meta[o + 2], meta[o + 3], meta[o + 4]
-  local nb, ikey = meta[o + 5], meta[o + 6]
-  local record = {names[i], 'r', string.sub(records, offsets[i], offsets[i] + meta[o + 8] - 1),
+  local nb, ikey, start = meta[o + 5], meta[o + 6], offsets[i]
+  if nb == '' then nb = created end
+  local record = {names[i], 'r', string.sub(records, start, start + meta[o + 8] - 1),
     'k', meta[o + 9], 'state', 'QUEUED'}
   -- The stream entry first, so the record is written by one HSET with its entry id.
   if tonumber(nb) > NOW then
@@ -117,8 +126,8 @@ for _, i in ipairs(fresh) do
   else
     local s = streams[level]
     if not s then s = open_level(level); streams[level] = s end
-    record[#record + 1] = 'sid'
-    record[#record + 1] = redis.call('XADD', s, '*', 'id', id)
+    record[8] = 'sid'
+    record[9] = redis.call('XADD', s, '*', 'id', id)
     ready[level] = (ready[level] or 0) + 1
   end
   if ikey ~= '' then
@@ -128,20 +137,21 @@ for _, i in ipairs(fresh) do
     redis.call('SET', ikk, id .. ' ' .. meta[o + 7])
   end
   redis.call('HSET', unpack(record))
-  local keys = per_principal[principal]
-  if not keys then
-    keys = {idx_p(principal), idx_ps(principal, 'QUEUED')}
-    per_principal[principal] = keys
-  end
-  local tool = tools[level]
-  if not tool then tool = level_tool(level); tools[level] = tool end
-  add_index(IDX_ALL, created, id)
-  add_index(keys[1], created, id)
-  add_index(keys[2], created, id)
-  add_index(idx_pt(principal, tool), created, id)
+  n_all = n_all + 2
+  all[n_all - 1], all[n_all] = created, id
+  lists_of(principal, level)
+  local m = p_list.n + 2
+  p_list[m - 1], p_list[m], p_list.n = created, id, m
+  m = t_list.n + 2
+  t_list[m - 1], t_list[m], t_list.n = created, id, m
 end
 
-for key, list in pairs(index) do chunked(list, 'ZADD', key) end
+chunked(all, 'ZADD', IDX_ALL)
+for principal, list in pairs(by_principal) do
+  chunked(list, 'ZADD', idx_p(principal))
+  chunked(list, 'ZADD', idx_ps(principal, 'QUEUED'))
+end
+for key, list in pairs(by_tool) do chunked(list, 'ZADD', key) end
 for level, count in pairs(ready) do
   redis.call('HINCRBY', COUNTS, 'r:' .. level_prio(level), count)
 end
