@@ -4,9 +4,14 @@ result it was allowed to compute."""
 
 from __future__ import annotations
 
+import logging
+
 from clawq_server.cache.tool_cache import ToolCache
+from clawq_server.errors import BackendUnavailable
 from clawq_server.model import SideEffect, ToolResult
 from clawq_server.worker.middleware import Next, ToolInvocation
+
+log = logging.getLogger(__name__)
 
 
 class CacheLink:
@@ -27,4 +32,13 @@ class CacheLink:
             return await next(call)
         finally:
             # Also after a failure: a write cut short may still have changed the file.
+            await self._invalidate(call)
+
+    async def _invalidate(self, call: ToolInvocation) -> None:
+        try:
             await self._cache.invalidate_write(call.ctx.principal, call.args)
+        except BackendUnavailable as error:
+            # Safe to skip: every entry is re-proven against the file system before it is
+            # served, so a missed drop costs a miss later, never a stale answer. Failing the
+            # write instead would report a side effect that did happen as not done.
+            log.warning("cache invalidation after %s skipped: %s", call.tool.name, error.message)
