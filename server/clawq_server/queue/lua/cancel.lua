@@ -7,6 +7,7 @@ if t.state ~= 'QUEUED' and t.state ~= 'RUNNING' then return {'FINISHED', t.state
 if t.state == 'QUEUED' then
   if t.sid then
     drop_entry(t)
+    redis.call('HDEL', t.key, 'sid')
     redis.call('HINCRBY', COUNTS, 'r:' .. t.prio, -1)
   else
     redis.call('ZREM', DELAYED, t.id)

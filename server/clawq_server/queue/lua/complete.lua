@@ -11,13 +11,23 @@ local function complete_one(o)
   if not t or t.state ~= 'RUNNING' or t.token ~= ARGV[o + 2] then return 'LOST' end
   local retryable = ARGV[o + 3] == '1'
   local failed = ARGV[o + 9] ~= ''
-  end_lease(t)
-  set_error(t, ARGV[o + 9], ARGV[o + 10], ARGV[o + 11])
+  -- The outcome's fields in one HSET; the lease's and the stale ones in one HDEL.
+  local set = {}
+  local stale = {}
   if ARGV[o + 5] == '1' then
-    redis.call('HSET', t.key, 'output', ARGV[o + 6], 'stderr', ARGV[o + 7], 'meta', ARGV[o + 8])
+    set = {'output', ARGV[o + 6], 'stderr', ARGV[o + 7], 'meta', ARGV[o + 8]}
   else
-    redis.call('HDEL', t.key, 'output', 'stderr', 'meta')
+    stale = {'output', 'stderr', 'meta'}
   end
+  if failed then
+    for _, v in ipairs({'ecode', ARGV[o + 9], 'ereason', ARGV[o + 10], 'emsg', ARGV[o + 11]}) do
+      set[#set + 1] = v
+    end
+  else
+    for _, v in ipairs({'ecode', 'ereason', 'emsg'}) do stale[#stale + 1] = v end
+  end
+  end_lease(t, unpack(stale))
+  if #set > 0 then redis.call('HSET', t.key, unpack(set)) end
   if t.cancel == '1' then
     terminal(t, 'CANCELLED')
   elseif not failed then

@@ -64,30 +64,20 @@ local function plan(levels, want)
   return take
 end
 
--- The index moves, lease entries and counters of started tasks, written in bulk at the end.
+-- The lease entries and counters of started tasks, written in bulk at the end.
 local leased = {}
 local lease_entries = {}
-local moves = {}
 local taken = {}
 
 local function start(t)
-  redis.call('HSET', t.key, 'state', 'RUNNING', 'attempt', t.attempt + 1, 'token', token,
-    'lexp', lexp, 'worker', consumer, 'started', NOW_S)
-  local move = moves[t.principal]
-  if not move then move = {out = {}, into = {}}; moves[t.principal] = move end
-  move.out[#move.out + 1] = t.id
-  move.into[#move.into + 1] = t.created
-  move.into[#move.into + 1] = t.id
+  set_state(t, 'RUNNING', 'attempt', t.attempt + 1, 'token', token, 'lexp', lexp,
+    'worker', consumer, 'started', NOW_S)
   lease_entries[#lease_entries + 1] = lexp
   lease_entries[#lease_entries + 1] = t.id
   taken[t.prio] = (taken[t.prio] or 0) + 1
 end
 
 local function record_starts()
-  for principal, move in pairs(moves) do
-    chunked(move.out, 'ZREM', idx_ps(principal, 'QUEUED'))
-    chunked(move.into, 'ZADD', idx_ps(principal, 'RUNNING'))
-  end
   chunked(lease_entries, 'ZADD', LEASES)
   for prio, count in pairs(taken) do
     redis.call('HINCRBY', COUNTS, 'r:' .. prio, -count)

@@ -45,10 +45,16 @@ local function fmt(seconds) return string.format('%.6f', seconds) end
 local function level_prio(level) return string.match(level, '^(-?%d+):') end
 local function level_tool(level) return string.sub(level, string.find(level, ':', 1, true) + 1) end
 
--- Runs a variadic command on key over a long list of members, in chunks.
-local function chunked(list, command, key)
+-- Runs a variadic command on key (and one more fixed argument, if given) over a long
+-- list of members, in chunks.
+local function chunked(list, command, key, extra)
   for start = 1, #list, CHUNK do
-    redis.call(command, key, unpack(list, start, math.min(start + CHUNK - 1, #list)))
+    local stop = math.min(start + CHUNK - 1, #list)
+    if extra then
+      redis.call(command, key, extra, unpack(list, start, stop))
+    else
+      redis.call(command, key, unpack(list, start, stop))
+    end
   end
 end
 
@@ -66,11 +72,48 @@ local function load(id)
   return t
 end
 
-local function set_state(t, new)
-  redis.call('ZREM', idx_ps(t.principal, t.state), t.id)
-  redis.call('ZADD', idx_ps(t.principal, new), t.created, t.id)
-  redis.call('HSET', t.key, 'state', new)
+-- State changes move a task between its principal's state indexes. The moves are netted
+-- per task (first state to last) and written in bulk when the script ends (notify), so a
+-- task that moves twice in one script, or a thousand tasks that move once, cost a few
+-- calls. Further field/value pairs are written with the state.
+local moved, moved_ids = {}, {}
+local function set_state(t, new, ...)
+  local m = moved[t.id]
+  if not m then
+    m = {principal = t.principal, created = t.created, from = t.state}
+    moved[t.id] = m
+    moved_ids[#moved_ids + 1] = t.id
+  end
+  m.to = new
+  redis.call('HSET', t.key, 'state', new, ...)
   t.state = new
+end
+
+local function write_moves()
+  local out, into = {}, {}
+  for _, id in ipairs(moved_ids) do
+    local m = moved[id]
+    if m.from ~= m.to then
+      local key = idx_ps(m.principal, m.from)
+      out[key] = out[key] or {}
+      table.insert(out[key], id)
+      key = idx_ps(m.principal, m.to)
+      into[key] = into[key] or {}
+      table.insert(into[key], m.created)
+      table.insert(into[key], id)
+    end
+  end
+  for key, ids in pairs(out) do chunked(ids, 'ZREM', key) end
+  for key, pairs_ in pairs(into) do chunked(pairs_, 'ZADD', key) end
+end
+
+-- Stream entries of tasks that left their stream, acknowledged and deleted in bulk at the end.
+local dropped = {}
+local function write_drops()
+  for s, sids in pairs(dropped) do
+    chunked(sids, 'XACK', s, GROUP)
+    chunked(sids, 'XDEL', s)
+  end
 end
 
 -- The ready stream of a level, created with its consumer group on first use.
@@ -90,13 +133,13 @@ local function to_stream(t)
   ev.work = true
 end
 
--- Drops the task's stream entry (acknowledged if it was delivered).
+-- Drops the task's stream entry (acknowledged if it was delivered) at the script's end;
+-- the caller deletes the record's 'sid' field.
 local function drop_entry(t)
   if t.sid then
     local s = stream_key(t.level)
-    redis.call('XACK', s, GROUP, t.sid)
-    redis.call('XDEL', s, t.sid)
-    redis.call('HDEL', t.key, 'sid')
+    dropped[s] = dropped[s] or {}
+    table.insert(dropped[s], t.sid)
     t.sid = nil
   end
 end
@@ -111,15 +154,15 @@ local function to_queue(t, not_before)
   end
 end
 
-local function end_lease(t)
+-- Ends a task's lease; further field names are deleted from the record with the lease's.
+local function end_lease(t, ...)
   drop_entry(t)
   redis.call('ZREM', LEASES, t.id)
-  redis.call('HDEL', t.key, 'token', 'lexp', 'worker')
+  redis.call('HDEL', t.key, 'sid', 'token', 'lexp', 'worker', ...)
 end
 
 local function terminal(t, state)
-  set_state(t, state)
-  redis.call('HSET', t.key, 'finished', NOW_S)
+  set_state(t, state, 'finished', NOW_S)
   redis.call('EXPIRE', t.key, RETENTION)
   if t.ikk then redis.call('EXPIRE', t.ikk, RETENTION) end
   if state == 'DEAD' then redis.call('ZADD', DEAD, NOW, t.id) end
@@ -134,8 +177,11 @@ local function set_error(t, code, reason, message)
   end
 end
 
--- Publishes the collected transitions; finished ids also go to the archive stream.
+-- Writes what was collected in bulk, then publishes the transitions; finished ids also go
+-- to the archive stream. Every script that changes tasks ends with it.
 local function notify()
+  write_drops()
+  write_moves()
   if ev.work then redis.call('PUBLISH', EVENTS, 'w') end
   if #ev.done > 0 then
     redis.call('PUBLISH', EVENTS, 't ' .. table.concat(ev.done, ' '))
