@@ -22,7 +22,8 @@ async def state_index(url: str, queue: RedisQueue) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for state in TaskState:
             key = f"{queue.keys.base}:idx:ps:5:alice:{state.value}"
-            found[state.value] = set(await client.zrange(key, 0, -1))
+            members: list[str] = await client.zrange(key, 0, -1)
+            found[state.value] = set(members)
     finally:
         await client.aclose()
     return found
