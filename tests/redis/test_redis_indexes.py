@@ -22,8 +22,8 @@ async def state_index(url: str, queue: RedisQueue) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for state in TaskState:
             key = f"{queue.keys.base}:idx:ps:5:alice:{state.value}"
-            members: list[str] = await client.zrange(key, 0, -1)
-            found[state.value] = set(members)
+            members = await client.zrange(key, 0, -1)
+            found[state.value] = {str(member) for member in members}
     finally:
         await client.aclose()
     return found
