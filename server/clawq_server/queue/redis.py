@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import Collection, Sequence
@@ -52,7 +51,8 @@ from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
-    completion_args,
+    CompleteItem,
+    complete_args,
     entry_order,
     key_reused,
     list_args,
@@ -74,9 +74,6 @@ POLL_S = 1.0
 # How often the sweeper removes idle consumers from the ready streams' groups.
 TIDY_EVERY_S = 60.0
 MAX_PAGE = 1000
-
-# A completion as complete() receives it: task id, lease token, outcome.
-CompleteItem = tuple[str, str, Completion]
 
 
 class RedisQueue:
@@ -263,16 +260,7 @@ class RedisQueue:
         return await self._completions((task_id, token, completion))
 
     async def _complete_many(self, items: list[CompleteItem]) -> list[TaskState | Exception]:
-        policy = self._retry
-        args: list[Any] = [
-            repr(policy.base_delay.total_seconds()),
-            repr(policy.max_delay.total_seconds()),
-        ]
-        for task_id, token, completion in items:
-            # random(): backoff jitter, not secrecy.
-            args += (task_id, token, int(completion.retryable), repr(random.random()))  # noqa: S311
-            args += completion_args(completion)
-        replies = await self._eval(self._scripts.complete, args)
+        replies = await self._eval(self._scripts.complete, complete_args(items, self._retry))
         return [
             LeaseLost(f"task {task_id} is no longer leased with this token")
             if reply == b"LOST"

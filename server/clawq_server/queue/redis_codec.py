@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from clawq_server.model import (
     Completion,
     NewTask,
     QueueStats,
+    RetryPolicy,
     SideEffect,
     SubmitOutcome,
     Task,
@@ -84,6 +86,23 @@ def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[b
             f"{when}\x1f{attempts}\x1f{redo}\x1f{level}\x1f{task.principal}",
         )
     return dumps(fields), b"".join(records)
+
+
+# A completion as RedisQueue.complete receives it: task id, lease token, outcome.
+CompleteItem = tuple[str, str, Completion]
+
+
+def complete_args(items: Sequence[CompleteItem], policy: RetryPolicy) -> list[Arg]:
+    """The arguments of complete.lua for a batch of completions."""
+    args: list[Arg] = [
+        repr(policy.base_delay.total_seconds()),
+        repr(policy.max_delay.total_seconds()),
+    ]
+    for task_id, token, completion in items:
+        # random(): backoff jitter, not secrecy.
+        args += (task_id, token, int(completion.retryable), repr(random.random()))  # noqa: S311
+        args += completion_args(completion)
+    return args
 
 
 def completion_args(completion: Completion) -> list[Arg]:
