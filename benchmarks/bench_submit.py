@@ -23,9 +23,11 @@ GET_REDIS = "BatchGetTasks, 1,000 ids a call (Redis)"
 GET_FLOOR = 100_000.0
 
 
-async def clawq_stream(ctx: Context, target: str, ids: list[str] | None = None) -> float:
-    """Tasks/s acknowledged by one SubmitStream of submit_tasks calls."""
-    count, batch = ctx.sizes.submit_tasks, ctx.sizes.batch
+async def clawq_stream(
+    ctx: Context, target: str, ids: list[str] | None = None, count: int = 0
+) -> float:
+    """Tasks/s acknowledged by one SubmitStream of count (default submit_tasks) calls."""
+    count, batch = count or ctx.sizes.submit_tasks, ctx.sizes.batch
     async with stub(target) as tasks:
         started = time.perf_counter()
         acked = await submit_stream(tasks, stream_requests(count, batch), ids)
