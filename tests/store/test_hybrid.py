@@ -12,6 +12,7 @@ from clawq_server.model import Completion, TaskError, TaskQuery, TaskState, Tool
 from clawq_server.queue.base import TaskQueue
 from clawq_server.store.hybrid import HybridQueue
 from tests.contract.helpers import eventually, new_task
+from tests.redis_support import cleaned
 
 from .conftest import MakeHybrid
 from .factories import build_hybrid
@@ -115,3 +116,24 @@ async def test_requeued_dead_letters_are_not_answered_from_the_archive(
     assert dead.tasks == []
     [live] = (await queue.list_tasks(TaskQuery("alice"))).tasks
     assert live.state == TaskState.QUEUED
+
+
+async def test_idle_archivers_leave_the_group(redis_url: str, tmp_path: Path) -> None:
+    """An archiver that holds nothing and has been idle long enough is removed from the
+    archive group; one holding an unacknowledged entry stays."""
+    async with cleaned(redis_url) as prefix:
+        live = build_hybrid(redis_url, prefix, tmp_path / "unused.db").live
+        await live.start()
+        try:
+            feed = live.archive_feed()
+            await feed.open()
+            await finish(live, 1)
+            await finish(live, 1)  # a second script call: a second feed entry
+            assert len(await feed.take("holding-archiver", 1, 60_000)) == 1
+            [(copied, _)] = await feed.take("idle-archiver", 1, 60_000)
+            await feed.done([copied])
+            await eventually(lambda: feed.tidy(50), lambda removed: removed == 1)
+            found = await feed.client.xinfo_consumers(feed.stream, feed.group)
+            assert [c["name"] for c in found] == [b"holding-archiver"]
+        finally:
+            await live.close()

@@ -68,6 +68,17 @@ class ArchiveFeed:
                 pipe.xdel(self.stream, *entry_ids)
                 await pipe.execute()
 
+    async def tidy(self, max_idle_ms: int) -> int:
+        """Remove archivers that hold nothing and were idle past max_idle_ms; the count."""
+        removed = 0
+        with translated():
+            for consumer in await self.client.xinfo_consumers(self.stream, self.group):
+                if consumer["pending"] == 0 and consumer["idle"] > max_idle_ms:
+                    name = consumer["name"]
+                    await self.client.xgroup_delconsumer(self.stream, self.group, name)
+                    removed += 1
+        return removed
+
     async def backlog(self) -> int:
         """Entries not yet copied (pending or never delivered)."""
         with translated():

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # Feed entries per archiver round; each holds the ids one script call finished.
 BATCH = 200
+# Archivers of processes gone for this long leave the group (checked every TIDY_EVERY_S).
+IDLE_ARCHIVER_MS = 3_600_000
+TIDY_EVERY_S = 60.0
 
 
 class HybridQueue:
@@ -183,8 +187,12 @@ class HybridQueue:
         return await self.live.requeue_dead(ids)
 
     async def _run(self) -> None:
+        tidied = time.monotonic()
         while not self._stopping.is_set():
             try:
+                if time.monotonic() - tidied > TIDY_EVERY_S:
+                    tidied = time.monotonic()
+                    await self._feed.tidy(IDLE_ARCHIVER_MS)
                 if await self.archive_once() > 0:
                     continue
             except BackendUnavailable as exc:
