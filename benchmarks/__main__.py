@@ -13,6 +13,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import Any
 
 from benchmarks import (
     bench_cache,
@@ -26,6 +27,8 @@ from benchmarks.harness import Figure, Sizes, Status, table, write_json
 from benchmarks.services import REPO, Context, Group, private_redis, python_process
 
 LATEST = REPO / "benchmarks" / "results" / "latest.json"
+README = REPO / "benchmarks" / "README.md"
+START, END = "<!-- latest:start -->", "<!-- latest:end -->"
 log = logging.getLogger("benchmarks")
 
 
@@ -73,7 +76,7 @@ async def run_all(sizes: Sizes, tmp: Path, selected: list[Group]) -> list[Figure
     return [figure for figures in results for figure in figures]
 
 
-def meta(sizes: Sizes, argv: list[str]) -> dict[str, object]:
+def meta(sizes: Sizes, argv: list[str]) -> dict[str, Any]:
     """Date, machine, command and commit of this run."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, like make
@@ -90,6 +93,19 @@ def meta(sizes: Sizes, argv: list[str]) -> dict[str, object]:
         "commit": commit,
         "sizes": dataclasses.asdict(sizes),
     }
+
+
+def update_readme(path: Path, markdown: str, info: dict[str, Any]) -> None:
+    """Replace the README's latest table with this run's, headed by date, machine and command."""
+    machine = info["machine"]
+    header = (
+        f"{info['date']} · {machine['cores']} cores, {machine['ram_gib']} GiB RAM · "
+        f"`{info['command']}` · commit {info['commit']}"
+    )
+    text = path.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    path.write_text(f"{before}{START}\n{header}\n\n{markdown}\n{END}{after}")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -119,8 +135,11 @@ def main(argv: list[str]) -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="clawq-bench-") as tmp:
         figures = asyncio.run(run_all(sizes, Path(tmp), selected))
-    print(table(figures))
-    write_json(args.out, figures, meta(sizes, argv))
+    markdown, info = table(figures), meta(sizes, argv)
+    print(markdown)
+    write_json(args.out, figures, info)
+    if args.out == LATEST and not quick and not args.only:
+        update_readme(README, markdown, info)
     return 1 if any(f.status is Status.ERROR for f in figures) else 0
 
 
