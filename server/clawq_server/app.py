@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clawq_server import config as config_mod
 from clawq_server.api.admin_service import AdminServicer
@@ -26,6 +27,8 @@ from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.redis import RedisQueue
 from clawq_server.queue.sqlite import SqliteQueue
+from clawq_server.store.hybrid import HybridQueue
+from clawq_server.store.sqlite_archive import SqliteArchive
 from clawq_server.submission import Admission
 from clawq_server.tasks import Tasks
 from clawq_server.tools import builtin
@@ -57,9 +60,7 @@ def open_queue(config: Config) -> TaskQueue:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteQueue(path, retry=retry, max_queued=config.max_queued)
     if is_redis(url):
-        return RedisQueue(
-            url, prefix=config.redis_prefix, retry=retry, max_queued=config.max_queued
-        )
+        return _redis_queue(config, retry)
     raise InvalidArgument.field("backend", f"unsupported backend URL {url!r}")
 
 
@@ -71,9 +72,35 @@ def is_redis(url: str) -> bool:
 def open_cache(config: Config, registry: ToolRegistry) -> ToolCache:
     """The result cache: shared in Redis for a cluster, in memory for one process."""
     if is_redis(config.backend_url):
-        store = RedisStore(config.backend_url, prefix=config.redis_prefix)
+        store = RedisStore(split_archive(config.backend_url)[0], prefix=config.redis_prefix)
         return ToolCache(config.cache, store, registry, watcher())
     return ToolCache.in_memory(config.cache, registry)
+
+
+def split_archive(url: str) -> tuple[str, str]:
+    """The Redis URL without its ``archive`` option, and that option ("" when absent)."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    archive = options.pop("archive", "")
+    return urlunsplit(parts._replace(query=urlencode(options))), archive
+
+
+def _redis_queue(config: Config, retry: RetryPolicy) -> TaskQueue:
+    """A Redis queue; with ``?archive=PATH`` in the URL, finished tasks are also kept in a
+    SQLite archive, so they outlive Redis retention (redis-py refuses unknown URL options,
+    hence the option is taken out first)."""
+    url, archive = split_archive(config.backend_url)
+    live = RedisQueue(
+        url,
+        prefix=config.redis_prefix,
+        retry=retry,
+        max_queued=config.max_queued,
+        archive=bool(archive),
+    )
+    if not archive:
+        return live
+    Path(archive).parent.mkdir(parents=True, exist_ok=True)
+    return HybridQueue(live, SqliteArchive(Path(archive)))
 
 
 def check_bind(config: Config) -> None:
