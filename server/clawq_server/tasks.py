@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from clawq_server.cache.base import ResultCache
-from clawq_server.errors import ClawqError, InvalidArgument, NotFound
+from clawq_server.errors import ClawqError, InvalidArgument, NotFound, ResourceExhausted
 from clawq_server.model import Call, SubmitOutcome, Task, TaskPage, TaskQuery, TaskState
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
@@ -26,6 +26,7 @@ class Tasks:
     async def submit(self, principal: Principal, call: Call) -> SubmitOutcome:
         """Admit and durably queue one call."""
         admitted = self._admission.admit(principal, call)
+        await self._check_room(principal, 1)
         return await self._submit_one(admitted)
 
     async def submit_batch(
@@ -37,6 +38,7 @@ class Tasks:
             if isinstance(item, ClawqError):
                 raise item
         admitted = [item for item in checked if isinstance(item, Admitted)]
+        await self._check_room(principal, len(admitted))
         outcomes = await self._queue.submit([a.task for a in admitted], atomic=True)
         return [o for o in outcomes if not isinstance(o, Exception)]
 
@@ -46,6 +48,7 @@ class Tasks:
         """Admit and queue each call on its own; refused calls keep their error in place."""
         checked = self._admit(principal, calls)
         admitted = [item for item in checked if isinstance(item, Admitted)]
+        await self._check_room(principal, len(admitted))
         stored = (
             iter(await self._queue.submit([a.task for a in admitted])) if admitted else iter(())
         )
@@ -87,6 +90,7 @@ class Tasks:
         cached = await self._cache.lookup(principal, admitted.task)
         if cached is not None:
             return cached
+        await self._check_room(principal, 1)
         outcome = await self._submit_one(admitted)
         return await self._queue.wait(outcome.task_id, principal.name, timeout)
 
@@ -113,6 +117,17 @@ class Tasks:
                 for waiting in waits:
                     waiting.cancel()
                 await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _check_room(self, principal: Principal, adding: int) -> None:
+        """Refuse work that would take the principal past its max_queued."""
+        if principal.max_queued <= 0 or adding == 0:
+            return
+        queued = await self._queue.count_queued(principal.name)
+        if queued + adding > principal.max_queued:
+            raise ResourceExhausted(
+                f"{principal.name} has {queued} of at most {principal.max_queued} tasks queued",
+                retry_after=1.0,
+            )
 
     async def _submit_one(self, admitted: Admitted) -> SubmitOutcome:
         [outcome] = await self._queue.submit([admitted.task], atomic=True)

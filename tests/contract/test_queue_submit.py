@@ -145,3 +145,15 @@ async def test_concurrent_submits_are_all_acknowledged(queue: TaskQueue) -> None
     results = await asyncio.gather(*(queue.submit(b) for b in batches))
     for batch, outcomes in zip(batches, results, strict=True):
         assert outcomes == [SubmitOutcome(t.id) for t in batch]
+
+
+async def test_count_queued_counts_one_principals_waiting_tasks(queue: TaskQueue) -> None:
+    """count_queued sees a principal's QUEUED tasks, delayed ones too, and nobody else's."""
+    await queue.submit([new_task(), new_task(), new_task(delay=60), new_task(principal="bob")])
+    assert await queue.count_queued("alice") == 3
+    assert await queue.count_queued("bob") == 1
+    assert await queue.count_queued("carol") == 0
+    dave = new_task(principal="dave")
+    await queue.submit([dave])
+    await queue.cancel(dave.id, "dave")
+    assert await queue.count_queued("dave") == 0

@@ -174,3 +174,21 @@ async def test_clawq_serve_refuses_an_insecure_public_bind(tmp_path: Path) -> No
     assert proc.returncode == 2
     assert b"--insecure" in err
     assert b"Traceback" not in err
+
+
+async def test_a_principal_past_its_queued_cap_is_refused(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """max_queued bounds each principal's waiting tasks: QUEUE_FULL with a retry delay."""
+    principals = _principals(tmp_path, max_queued=3)
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+        clawq.AsyncClient(served.target, token="bob-token") as bob,
+    ):
+        await alice.submit_batch([clawq.Call("read_file", path=f"{i}") for i in range(3)])
+        with pytest.raises(clawq.ResourceExhausted) as caught:
+            await alice.submit("read_file", path="one-more")
+        assert await bob.submit("read_file", path="bob-is-not-capped")
+    assert caught.value.reason == "QUEUE_FULL"
+    assert caught.value.retry_after is not None

@@ -205,10 +205,13 @@ class _Walk:
             if st.st_nlink > 1 and not is_dir:
                 return False  # changes through another link reach no watched directory
             self.count += 1
-            digest.update(os.fsencode("/".join(child)) + b"\0%o\0%d\0" % (st.st_mode >> 12,
-                                                                          st.st_size))
-            if is_dir and depth < self.target.max_depth and not self._descend(
-                fd, name, child, depth, digest
+            digest.update(
+                os.fsencode("/".join(child)) + b"\0%o\0%d\0" % (st.st_mode >> 12, st.st_size)
+            )
+            if (
+                is_dir
+                and depth < self.target.max_depth
+                and not self._descend(fd, name, child, depth, digest)
             ):
                 return False
         return True

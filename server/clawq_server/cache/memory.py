@@ -113,9 +113,7 @@ class MemoryStore:
 
     async def stats(self) -> list[ToolCacheStats]:
         """Figures of every tool that was ever looked up or stored."""
-        tools = set(self._hits) | set(self._misses) | set(self._tool_entries) | set(
-            self._evictions
-        )
+        tools = set(self._hits) | set(self._misses) | set(self._tool_entries) | set(self._evictions)
         return [
             ToolCacheStats(
                 tool=tool,

@@ -99,6 +99,10 @@ class TaskQueue(Protocol):
         """Depths and counts."""
         ...
 
+    async def count_queued(self, principal: str) -> int:
+        """How many of principal's tasks are QUEUED (delayed ones included)."""
+        ...
+
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks (all when ids is None) back in the queue; the count moved."""
         ...

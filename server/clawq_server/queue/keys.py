@@ -88,6 +88,10 @@ class QueueKeys:
         """A principal's tasks scored by created time."""
         return f"{self.base}:idx:p:{len(principal)}:{principal}"
 
+    def index_principal_state(self, principal: str, state: str) -> str:
+        """A principal's tasks in one state, scored by created time (lua/lib.lua idx_ps)."""
+        return f"{self.base}:idx:ps:{len(principal)}:{principal}:{state}"
+
     def index_all(self) -> str:
         """Every task scored by created time (unscoped listing)."""
         return f"{self.base}:idx:all"

@@ -277,6 +277,13 @@ class RedisQueue:
         """Depths and counts."""
         return to_stats(await self._eval(self._scripts.stats, []))
 
+    async def count_queued(self, principal: str) -> int:
+        """The size of the principal's QUEUED index."""
+        with translated():
+            return int(
+                await self._client.zcard(self.keys.index_principal_state(principal, "QUEUED"))
+            )
+
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks back in the queue; the count moved."""
         args: list[Any] = ["1"] if ids is None else ["0", *ids]

@@ -253,6 +253,11 @@ class SqliteQueue:
         result: QueueStats = await self._db.read(partial(reads.stats, now=time.time()))
         return result
 
+    async def count_queued(self, principal: str) -> int:
+        """How many of principal's tasks are QUEUED."""
+        count: int = await self._db.read(partial(reads.count_queued, principal=principal))
+        return count
+
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks back in the queue; the count moved."""
         moved: int = await self._db.write(partial(ops.requeue_dead, ids=ids, now=time.time()))

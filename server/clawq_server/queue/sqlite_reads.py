@@ -89,3 +89,11 @@ def stats(conn: sqlite3.Connection, now: float) -> QueueStats:
         delayed=int(delayed),
         dead=int(counts.get("DEAD", 0)),
     )
+
+
+def count_queued(conn: sqlite3.Connection, principal: str) -> int:
+    """QUEUED tasks of one principal."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM tasks WHERE principal = ? AND state = 'QUEUED'", (principal,)
+    ).fetchone()
+    return int(count)

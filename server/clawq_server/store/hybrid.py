@@ -182,6 +182,10 @@ class HybridQueue:
         """Redis's depths and counts."""
         return await self.live.stats()
 
+    async def count_queued(self, principal: str) -> int:
+        """Queued tasks are live, so Redis knows."""
+        return await self.live.count_queued(principal)
+
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Requeue dead letters Redis still holds."""
         return await self.live.requeue_dead(ids)
