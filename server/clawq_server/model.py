@@ -44,9 +44,8 @@ def from_epoch(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A validated tool call as the caller asked for it."""
+class Call(NamedTuple):
+    """A tool call as the caller asked for it (a NamedTuple: built per call of a batch)."""
 
     tool: str
     args: JsonObject

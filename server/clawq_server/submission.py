@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 
 import orjson
@@ -55,8 +55,7 @@ def _check_options(call: Call) -> None:
         raise InvalidArgument.field("delay", "must not be negative")
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
+class Admitted(NamedTuple):
     """A call that passed admission, ready to store."""
 
     task: NewTask

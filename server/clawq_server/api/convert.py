@@ -50,8 +50,22 @@ def _field_value(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def _is_plain(fd: FieldDescriptor) -> bool:
+    return not (fd.is_repeated or fd.type == FieldDescriptor.TYPE_BYTES or fd.enum_type)
+
+
+# Messages whose every field is a plain scalar convert without per-field dispatch.
+_PLAIN = frozenset(
+    cls.DESCRIPTOR.full_name
+    for cls in BUILTIN_ARGS.values()
+    if all(_is_plain(fd) for fd in cls.DESCRIPTOR.fields)
+)
+
+
 def typed_args_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of a typed argument message as a JSON-able dict (bytes as base64)."""
+    if message.DESCRIPTOR.full_name in _PLAIN:
+        return {fd.name: v for fd, v in message.ListFields()}
     return {fd.name: _field_value(fd, v) for fd, v in message.ListFields()}
 
 

@@ -15,9 +15,9 @@ from clawq_server.model import NewTask, RetryPolicy, SubmitOutcome, Task, TaskSt
 from clawq_server.queue.sqlite_db import Effects
 from clawq_server.queue.sqlite_schema import (
     COLUMNS,
-    INSERT,
+    INSERT_BATCH,
     chunks,
-    insert_params,
+    insert_batch,
     marks,
     row_to_task,
 )
@@ -60,8 +60,8 @@ def submit(
         outcomes.append(SubmitOutcome(task.id))
     if fresh and max_queued > 0:
         _check_room(conn, len(fresh), max_queued)
-    default = retry.default_max_attempts
-    conn.executemany(INSERT, [insert_params(t, t.max_attempts or default) for t in fresh])
+    if fresh:
+        conn.execute(INSERT_BATCH, (insert_batch(fresh, retry.default_max_attempts),))
     fx.work = fx.work or bool(fresh)
     return outcomes
 

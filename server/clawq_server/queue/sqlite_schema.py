@@ -71,10 +71,20 @@ COLUMNS = (
     " result_meta, error_code, error_reason, error_message"
 )
 
+# The one-row form: what benchmarks run with sqlite3 executemany as the raw limit.
 INSERT = (
     "INSERT INTO tasks (id, principal, tool, args_json, args_hash, side_effect, idem_key,"
     " priority, max_attempts, idempotent, state, created, not_before)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)"
+)
+# A whole batch is one statement over one JSON parameter. With executemany, every row's
+# sqlite3_step releases and re-takes the GIL; while the event loop is busy admitting the
+# next batch, each re-take can wait a full switch interval, and inserts crawl.
+INSERT_BATCH = (
+    "INSERT INTO tasks (id, principal, tool, args_json, args_hash, side_effect, idem_key,"
+    " priority, max_attempts, idempotent, state, created, not_before)"
+    " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,"
+    " value->>7, value->>8, value->>9, 'QUEUED', value->>10, value->>11 FROM json_each(?)"
 )
 
 
@@ -98,13 +108,17 @@ def apply_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def insert_params(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
-    """The INSERT parameters of a new task."""
+def insert_batch(tasks: Sequence[NewTask], default_attempts: int) -> bytes:
+    """The JSON parameter of INSERT_BATCH for tasks."""
+    return orjson.dumps([_insert_row(t, t.max_attempts or default_attempts) for t in tasks])
+
+
+def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
     return (
         task.id,
         task.principal,
         task.tool,
-        task.args_json,
+        task.args_json.decode(),
         task.args_hash,
         task.side_effect.value,
         task.idempotency_key or None,
