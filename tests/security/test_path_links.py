@@ -149,6 +149,13 @@ async def test_a_hard_link_to_an_outside_file_is_refused(
 ) -> None:
     """A hard link shares the outside inode, so reads and writes of it are refused."""
     os.link(tree.outside / "secret.txt", tree.root / "hl")
+    if extra.get("mode") == "WRITE_MODE_CREATE":
+        # create never opens an existing name: it fails as existing, touching nothing.
+        with pytest.raises(ToolFailure) as info:
+            await tree.call(tool, path="hl", **extra)
+        assert info.value.reason == "FILE_EXISTS"
+        assert (tree.outside / "secret.txt").read_bytes() == SECRET
+        return
     error = await denied(tree, tool, path="hl", **extra)
     assert "hard link" in str(error)
 

@@ -130,8 +130,10 @@ def _create(parent: int, confined: paths.Confined, content: bytes) -> None:
     """
     old = paths.lstat_at(parent, confined.name)
     if old is not None:
-        if not stat.S_ISDIR(old.st_mode):
+        if not (stat.S_ISDIR(old.st_mode) or stat.S_ISREG(old.st_mode)):
             paths.check_regular(old, confined)  # a symlink or FIFO here is refused as such
+        # A regular file is never touched here, so its link count does not matter (and a
+        # concurrent create briefly shows two links while it publishes).
         raise _exists(confined)
     temp = _write_temp(parent, content, _NEW_FILE_MODE)
     try:

@@ -25,9 +25,18 @@ def compile_schema(schema: JsonObject) -> Validator:
     except fastjsonschema.JsonSchemaDefinitionException as error:
         raise ValueError(f"invalid argument schema: {error}") from error
 
+    closed = schema.get("additionalProperties") is False
+    known = frozenset(schema.get("properties", {}))
+
     def validate(args: JsonObject) -> dict[str, Any]:
         if not isinstance(args, Mapping):
             raise InvalidArgument.field("args", "must be an object", reason=REASON)
+        if closed and not known.issuperset(args):
+            # Named before anything else: a misspelled argument also looks like a missing one.
+            name = sorted(set(args) - known)[0]
+            raise InvalidArgument.field(
+                f"args.{name}", "is not an argument of this tool", reason=REASON
+            )
         # Defaults are written into the data, so validate a copy and leave the caller's alone.
         data = _thaw(args)
         try:
@@ -86,7 +95,11 @@ def _describe(error: fastjsonschema.JsonSchemaValueException, field: str) -> str
 def _thaw(value: Any) -> Any:
     """A copy of nested mappings and lists as plain dicts and lists."""
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
+        copy = dict(value)
+        for key, item in copy.items():
+            if isinstance(item, Mapping | list | tuple):
+                copy[key] = _thaw(item)
+        return copy
     if isinstance(value, list | tuple):
         return [_thaw(v) for v in value]
     return value
