@@ -253,9 +253,11 @@ async def test_target_from_environment(served: Any) -> None:
 
 
 @pytest.mark.parametrize("command", ["serve", "worker", "audit"])
-async def test_server_commands_need_the_server_package(command: str) -> None:
+async def test_server_commands_need_the_server_package(command: str, tmp_path: Path) -> None:
     """Without clawq_server installed, server commands say what to install and exit 2."""
-    run = await clawq(command, "--help", pythonpath=str(REPO / "client"))
+    # Shadow the (editable-installed) server package with one that cannot be imported.
+    (tmp_path / "clawq_server.py").write_text("raise ImportError('not installed')\n")
+    run = await clawq(command, "--help", pythonpath=f"{tmp_path}{os.pathsep}{REPO / 'client'}")
     assert run.code == 2
     assert "install clawq[server]" in run.err
 

@@ -50,7 +50,7 @@ def _field_value(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
-def _is_plain(fd: FieldDescriptor) -> bool:
+def _is_plain(fd: Any) -> bool:
     return not (fd.is_repeated or fd.type == FieldDescriptor.TYPE_BYTES or fd.enum_type)
 
 
@@ -159,8 +159,8 @@ def error_from_proto(message: pb.TaskError) -> TaskError:
     return TaskError(code=message.code, reason=message.reason, message=message.message)
 
 
-def task_to_proto(task: Task) -> pb.Task:
-    """The wire form of a Task."""
+def task_to_proto(task: Task, *, with_result: bool = True) -> pb.Task:
+    """The wire form of a Task (without its result when the caller splices it in)."""
     call = pb.ToolCall(
         tool=task.tool,
         idempotency_key=task.idempotency_key,
@@ -182,7 +182,7 @@ def task_to_proto(task: Task) -> pb.Task:
         finish_time=_timestamp(task.finished),
         idempotency_key=task.idempotency_key,
     )
-    if task.result is not None:
+    if with_result and task.result is not None:
         message.result.CopyFrom(result_to_proto(task.result))
     if task.error is not None:
         message.error.CopyFrom(

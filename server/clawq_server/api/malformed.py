@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from clawq_server.api.encoded import Encoded
 from clawq_server.api.status import abort
 from clawq_server.errors import InvalidArgument
 
@@ -24,6 +25,16 @@ _MALFORMED = InvalidArgument(
 
 class Malformed:
     """Stands in for a request whose bytes did not parse."""
+
+
+def _passing_encoded(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+    def encode(response: Any) -> bytes:
+        if isinstance(response, Encoded):
+            return bytes(response)  # grpc's core wants exactly bytes, not a subclass
+        assert serialize is not None  # noqa: S101 - generated handlers always have one
+        return serialize(response)
+
+    return encode
 
 
 def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -80,7 +91,10 @@ def _stream_request_stream(behavior: Any) -> Any:
 def guard(handler: Any) -> Any:
     """The same method handler, answering unparsable requests with INVALID_ARGUMENT."""
     parse = handler.request_deserializer
-    fields: dict[str, Any] = {"request_deserializer": _safe(parse) if parse else None}
+    fields: dict[str, Any] = {
+        "request_deserializer": _safe(parse) if parse else None,
+        "response_serializer": _passing_encoded(handler.response_serializer),
+    }
     if handler.unary_unary is not None:
         fields["unary_unary"] = _unary_request(handler.unary_unary)
     elif handler.unary_stream is not None:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -16,6 +16,7 @@ from clawq.v1 import task_service_pb2 as ts
 from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
+from clawq_server.api.encoded import ResultBytes
 from clawq_server.api.status import abort, to_status
 from clawq_server.errors import ClawqError, InvalidArgument
 from clawq_server.model import SubmitOutcome, TaskQuery
@@ -93,6 +94,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     def __init__(self, tasks: Tasks, authenticate: Authenticator) -> None:
         self._tasks = tasks
         self._authenticate = authenticate
+        self._encoded = ResultBytes()
 
     async def Submit(self, request: ts.SubmitRequest, context: Ctx) -> ts.SubmitResponse:
         """Queue one call."""
@@ -251,6 +253,8 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
                 task = await self._tasks.execute(principal, call, budget)
             except InvalidArgument as error:
                 raise error.prefixed("call.") from None
+            if task.result is not None and task.result.cached:
+                return cast(ts.ExecuteResponse, self._encoded.execute_response(task))
             return ts.ExecuteResponse(task=convert.task_to_proto(task), done=task.done)
         except Exception as error:
             await abort(context, error)

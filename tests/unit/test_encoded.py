@@ -1,0 +1,53 @@
+"""Cache hits answered with pre-serialized bytes equal the normally built response."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from clawq.v1 import task_service_pb2 as ts
+from clawq_server.api import convert
+from clawq_server.api.encoded import ResultBytes
+from clawq_server.model import SideEffect, Task, TaskState, ToolResult, utcnow
+
+
+def _task(payload: dict[str, object]) -> Task:
+    now = utcnow()
+    return Task(
+        id="t1",
+        principal="p",
+        tool="list_directory",
+        args={"path": "src", "recursive": True},
+        state=TaskState.SUCCEEDED,
+        side_effect=SideEffect.READ_ONLY,
+        attempt=1,
+        max_attempts=3,
+        priority=2,
+        idempotency_key="",
+        idempotent=False,
+        created=now,
+        not_before=now,
+        started=now,
+        finished=now,
+        result=ToolResult(output=b"a\nb\n", payload=payload, cached=True),
+    )
+
+
+def test_spliced_response_parses_to_the_normal_one() -> None:
+    """The bytes parse to exactly ExecuteResponse(task=task_to_proto(task), done=True)."""
+    task = _task({"entries": [{"path": f"f{i}", "type": "file", "size": i} for i in range(300)]})
+    spliced = ts.ExecuteResponse.FromString(ResultBytes().execute_response(task))
+    assert spliced == ts.ExecuteResponse(task=convert.task_to_proto(task), done=True)
+
+
+def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> None:
+    """A hit sharing the stored payload reuses its bytes; a different payload gets its own."""
+    memo = ResultBytes()
+    first = _task({"entries": [1, 2]})
+    assert first.result is not None
+    again = replace(first, result=replace(first.result, stderr=b""))
+    assert memo.get(again.result) is memo.get(first.result)  # type: ignore[arg-type]
+    other = _task({"entries": [3]})
+    assert other.result is not None
+    assert ts.ExecuteResponse.FromString(memo.execute_response(other)).task.result.payload[
+        "entries"
+    ] == [3]
