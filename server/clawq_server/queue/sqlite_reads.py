@@ -27,11 +27,14 @@ def get_many(conn: sqlite3.Connection, ids: Sequence[str], principal: str | None
     return [found[task_id] for task_id in ids if task_id in found]
 
 
-def list_tasks(conn: sqlite3.Connection, query: TaskQuery) -> TaskPage:
-    """One page of tasks, newest first, keyset-paged on (created, id)."""
+def list_tasks(conn: sqlite3.Connection, query: TaskQuery, table: str = "tasks") -> TaskPage:
+    """One page of tasks, newest first, keyset-paged on (created, id).
+
+    table is the queue's own or the archive's (same columns); never user input.
+    """
     where, params = _filters(query)
     limit = min(max(query.limit, 1), MAX_PAGE)
-    sql = f"SELECT {COLUMNS} FROM tasks"  # noqa: S608  (filters are placeholders only)
+    sql = f"SELECT {COLUMNS} FROM {table}"  # noqa: S608  (filters are placeholders only)
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created DESC, id DESC LIMIT ?"

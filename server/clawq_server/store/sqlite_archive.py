@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from clawq_server.model import Task, TaskPage, TaskQuery
+from clawq_server.queue import sqlite_reads as reads
 from clawq_server.queue.sqlite_schema import (
     COLUMNS,
     chunks,
@@ -140,17 +141,7 @@ class SqliteArchive:
         return [found[task_id] for task_id in ids if task_id in found]
 
     def _page(self, query: TaskQuery) -> TaskPage:
-        conn = _started(self._read_conn)
-        where, params = _filters(query)
-        limit = min(max(query.limit, 1), MAX_PAGE)
-        sql = f"SELECT {COLUMNS} FROM archived_tasks"  # noqa: S608  (placeholders only)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created DESC, id DESC LIMIT ?"
-        rows = conn.execute(sql, (*params, limit + 1)).fetchall()
-        page, more = rows[:limit], len(rows) > limit
-        cursor = (page[-1][_CREATED], page[-1][0]) if more else None
-        return TaskPage(tasks=[row_to_task(row) for row in page], next_cursor=cursor)
+        return reads.list_tasks(_started(self._read_conn), query, table="archived_tasks")
 
 
 def _started(conn: sqlite3.Connection | None) -> sqlite3.Connection:
@@ -180,28 +171,3 @@ def _row(task: Task) -> tuple[Any, ...]:
         *result_params(task.result),
         *error_params(task.error),
     )
-
-
-def _filters(query: TaskQuery) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.principal is not None:
-        where.append("principal = ?")
-        params.append(query.principal)
-    if query.states:
-        states = sorted(s.value for s in query.states)
-        where.append(f"state IN ({marks(len(states))})")
-        params.extend(states)
-    if query.tool:
-        where.append("tool = ?")
-        params.append(query.tool)
-    if query.created_after is not None:
-        where.append("created >= ?")
-        params.append(query.created_after.timestamp())
-    if query.created_before is not None:
-        where.append("created < ?")
-        params.append(query.created_before.timestamp())
-    if query.cursor is not None:
-        where.append("(created, id) < (?, ?)")
-        params.extend(query.cursor)
-    return where, params
