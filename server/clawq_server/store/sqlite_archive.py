@@ -24,8 +24,6 @@ from clawq_server.queue.sqlite_schema import (
 
 T = TypeVar("T")
 
-MAX_PAGE = 1000
-_CREATED = 11  # position of created in COLUMNS
 
 # The queue's columns (queue/sqlite_schema.py), so rows read back through its row_to_task.
 _DDL = """
