@@ -315,12 +315,14 @@ async def test_secret_never_reaches_output(proc_ws: ProcWorkspace) -> None:
 async def test_read_only_root_cannot_be_written_by_a_command(
     proc_ws: ProcWorkspace, mode: str
 ) -> None:
-    """A read-only root is mounted read-only (bwrap) or refused as an output path."""
+    """A read-only root is mounted read-only (bwrap); without bwrap the command is refused."""
     principal = proc_ws.principal(roots=(Root(proc_ws.root, writable=False),))
     tool = ExecuteCommandTool(ProcessRunner(mode))
     args = {"argv": ["sort", "-o", "sorted", "notes.txt"], "env": proc_ws.env()}
     if mode == "subreaper":
-        pytest.skip("subreaper mode has no mount isolation; read-only roots hold in bwrap only")
-    result = await tool.run(args, proc_ws.ctx(principal))
-    assert result.exit_code != 0
+        with pytest.raises(PolicyDenied, match="read-only roots need the bwrap sandbox"):
+            await tool.run(args, proc_ws.ctx(principal))
+    else:
+        result = await tool.run(args, proc_ws.ctx(principal))
+        assert result.exit_code != 0
     assert not (proc_ws.root / "sorted").exists()

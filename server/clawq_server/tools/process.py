@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clawq_server.errors import PolicyDenied
 from clawq_server.model import ToolResult
 from clawq_server.policy.principal import Limits
 from clawq_server.tools.pipes import Capture, Feed
@@ -107,6 +108,9 @@ class ProcessRunner:
         self, spec: ProcessSpec, cancelled: asyncio.Event | None = None
     ) -> ProcessOutcome:
         """Run ``spec`` to its end or its limits; the tree is dead when this returns or raises."""
+        if self._sandbox.mode is not SandboxMode.BWRAP and not all(m.writable for m in spec.mounts):
+            # Only bwrap's read-only bind can hold a read-only root against a process.
+            raise PolicyDenied("read-only roots need the bwrap sandbox to run commands or Python")
         cgroup = self._cgroups.create(spec.limits.processes) if self._cgroups else None
         private_tmp = None
         env = dict(spec.env)
