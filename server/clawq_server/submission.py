@@ -7,14 +7,14 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 
 from clawq_server.audit import AuditSink
 from clawq_server.errors import ClawqError, InvalidArgument
-from clawq_server.model import Call, NewTask, RetryPolicy, utcnow
+from clawq_server.model import Call, JsonObject, NewTask, RetryPolicy, utcnow
 from clawq_server.policy.limits import RateLimiter
 from clawq_server.policy.principal import Principal
 from clawq_server.tools.registry import ToolRegistry
@@ -117,6 +117,23 @@ class Admission:
                 "reason": error.reason,
                 "message": error.message,
                 "outcome": "REFUSED",
+            }
+        )
+
+    def audit_cached(self, principal: Principal, task: NewTask, args: JsonObject) -> None:
+        """Record a call answered from the cache (it never reaches a worker's audit link)."""
+        self._audit.record(
+            {
+                "time": utcnow().isoformat(),
+                "principal": principal.name,
+                "tool": task.tool,
+                "args": dict(args),
+                "task_id": task.id,
+                "decision": "allow",
+                "reason": "",
+                "outcome": "SUCCEEDED",
+                "cached": True,
+                "duration_ms": 0.0,
             }
         )
 

@@ -89,6 +89,7 @@ class Tasks:
         admitted = self._admission.admit(principal, call)
         cached = await self._cache.lookup(principal, admitted.task)
         if cached is not None:
+            self._admission.audit_cached(principal, admitted.task, cached.args)
             return cached
         await self._check_room(principal, 1)
         outcome = await self._submit_one(admitted)

@@ -120,3 +120,20 @@ async def test_clawq_audit_verify_command(tmp_path: Path) -> None:
     code, out = await run()
     assert code == 1
     assert b"line 2" in out
+
+
+async def test_a_call_answered_from_the_cache_is_audited(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """An Execute served from the cache still leaves a record, marked cached."""
+    async with server_factory() as served:
+        (served.root / "c.txt").write_text("cached")
+        async with clawq.AsyncClient(served.target) as client:
+            deadline = asyncio.get_running_loop().time() + 5
+            while not (await client.execute("read_file", path="c.txt")).cached:
+                assert asyncio.get_running_loop().time() < deadline
+    cached = [r for r in _records(tmp_path / "audit.jsonl") if r.get("cached")]
+    assert cached
+    assert cached[0]["decision"] == "allow"
+    assert cached[0]["args"] == {"path": "c.txt", "offset": 0, "limit": 0}
+    assert verify(tmp_path / "audit.jsonl").ok
