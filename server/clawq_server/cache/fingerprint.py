@@ -72,9 +72,10 @@ def plan(tool: str, args: Mapping[str, Any], args_json: bytes, principal: Princi
     """The target of a validated call. Raises the policy error the tool itself would raise."""
     if tool == "read_file":
         confined = paths.confine(principal, str(args["path"]))
-        scope = _scope(confined, f"read:{principal.limits.max_read_bytes}")
+        where = str(confined.absolute)
+        scope = _scope(confined, where, f"read:{principal.limits.max_read_bytes}")
         key = entry_key(tool, args_json, scope)
-        return Target(tool, Kind.FILE, key, str(confined.absolute), confined)
+        return Target(tool, Kind.FILE, key, where, confined)
     if tool == "list_directory":
         confined = paths.confine(principal, str(args.get("path", "")))
         limits = principal.limits
@@ -82,16 +83,15 @@ def plan(tool: str, args: Mapping[str, Any], args_json: bytes, principal: Princi
         depth = cap(int(args.get("max_depth", 0)), depth_cap) if args.get("recursive") else 1
         entries = cap(int(args.get("max_entries", 0)), limits.max_list_entries)
         patterns = principal.deny_patterns
-        scope = _scope(confined, f"list:{depth}:{entries}:{patterns!r}")
+        where = str(confined.absolute)
+        scope = _scope(confined, where, f"list:{depth}:{entries}:{patterns!r}")
         key = entry_key(tool, args_json, scope)
-        return Target(
-            tool, Kind.TREE, key, str(confined.absolute), confined, depth, entries, patterns
-        )
+        return Target(tool, Kind.TREE, key, where, confined, depth, entries, patterns)
     return Target(tool, Kind.OPAQUE, entry_key(tool, args_json, f"principal:{principal!r}"))
 
 
-def _scope(confined: paths.Confined, policy: str) -> str:
-    return f"{confined.root_path}\0{confined.absolute}\0{policy}"
+def _scope(confined: paths.Confined, where: str, policy: str) -> str:
+    return f"{confined.root_path}\0{where}\0{policy}"
 
 
 def file_stamp(st: os.stat_result) -> Stamp:
