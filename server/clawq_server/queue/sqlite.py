@@ -81,6 +81,7 @@ class SqliteQueue:
         self._sweep_interval = sweep_interval
         self._db = SqliteDb(Path(path), readers, self._on_commit, busy_timeout)
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._finished: dict[str, Task] = {}  # final rows of watched tasks, from their commit
         self._work = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[object]] = set()
@@ -149,7 +150,9 @@ class SqliteQueue:
         try:
             while True:
                 woken.clear()
-                task = await self._get_one(task_id, principal)
+                task = self._finished_for(task_id, principal) or await self._get_one(
+                    task_id, principal
+                )
                 remaining = deadline - time.monotonic()
                 if task.done or remaining <= 0:
                     return task
@@ -161,6 +164,13 @@ class SqliteQueue:
                 waiters.discard(woken)
                 if not waiters:
                     del self._waiters[task_id]
+                    self._finished.pop(task_id, None)
+
+    def _finished_for(self, task_id: str, principal: str | None) -> Task | None:
+        task = self._finished.get(task_id)
+        if task is None or (principal is not None and task.principal != principal):
+            return None
+        return task
 
     async def lease(
         self,
@@ -271,8 +281,12 @@ class SqliteQueue:
 
     def _on_commit(self, effects: Effects) -> None:
         for task_id in effects.terminal:
-            for woken in self._waiters.get(task_id, ()):
-                woken.set()
+            waiters = self._waiters.get(task_id)
+            if waiters:
+                if task_id in effects.finished:
+                    self._finished[task_id] = effects.finished[task_id]
+                for woken in waiters:
+                    woken.set()
         if effects.work:
             self._work.set()
             self._work = asyncio.Event()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clawq_server.errors import BackendUnavailable
+from clawq_server.model import Task
 
 T = TypeVar("T")
 
@@ -24,11 +25,13 @@ class Effects:
 
     terminal: set[str] = field(default_factory=set)
     work: bool = False
+    finished: dict[str, Task] = field(default_factory=dict)  # final rows, for waiters
 
     def merge(self, other: Effects) -> None:
         """Add other's effects to these."""
         self.terminal |= other.terminal
         self.work = self.work or other.work
+        self.finished.update(other.finished)
 
 
 WriteOp = Callable[[sqlite3.Connection, Effects], Any]

@@ -177,14 +177,16 @@ def complete(
     conn.execute(
         _FINISH, (state.value, not_before, finished, *error_params(completion.error), task_id)
     )
-    conn.execute(
-        "UPDATE tasks SET output = ?, stderr = ?, result_meta = ? WHERE id = ?",
+    row = conn.execute(
+        f"UPDATE tasks SET output = ?, stderr = ?, result_meta = ? WHERE id = ?"  # noqa: S608
+        f" RETURNING {COLUMNS}",  # COLUMNS is a constant
         (*result_params(completion.result), task_id),
-    )
+    ).fetchone()
     if finished is None:
         fx.work = True
     else:
         fx.terminal.add(task_id)
+        fx.finished[task_id] = row_to_task(row)  # handed to waiters: no re-read
     return state
 
 
