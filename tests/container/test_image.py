@@ -171,7 +171,11 @@ def test_host_client_lists_the_bound_workspace(container: Container) -> None:
     entries = result.payload["entries"]
     assert [e["path"] for e in entries] == ["hello.txt"]
     assert (container.data / "clawq.db").is_file()
-    assert (container.data / "audit.jsonl").stat().st_size > 0
+    audit = container.data / "audit.jsonl"
+    deadline = time.monotonic() + 10  # audit records are written in groups, moments later
+    while not (audit.exists() and audit.stat().st_size > 0):
+        assert time.monotonic() < deadline, "no audit record was written"
+        time.sleep(0.05)
 
 
 def test_server_runs_as_the_unprivileged_user(podman: Podman, container: Container) -> None:
