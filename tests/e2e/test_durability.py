@@ -5,22 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import clawq
-from tests.processes import start_clawq
+from tests.processes import ClawqProcess, start_clawq
+
+
+async def _serve(tmp_path: Path, workers: int) -> ClawqProcess:
+    return await start_clawq(
+        "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "q.db"),
+        "--root", str(tmp_path / "ws"), "--workers", str(workers),
+    )  # fmt: skip
 
 
 async def test_acknowledged_tasks_survive_kill_9(tmp_path: Path) -> None:
     """Every id returned before kill -9 is found, queued, after a restart on the same file."""
-    server = await start_clawq(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        str(tmp_path / "q.db"),
-        "--root",
-        str(tmp_path / "ws"),
-        "--workers",
-        "0",
-    )
+    server = await _serve(tmp_path, workers=0)
     acked: list[str] = []
     async with clawq.AsyncClient(server.target) as client:
         for i in range(20):
@@ -30,17 +27,7 @@ async def test_acknowledged_tasks_survive_kill_9(tmp_path: Path) -> None:
         )
     server.kill()
     await server.proc.wait()
-    again = await start_clawq(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        str(tmp_path / "q.db"),
-        "--root",
-        str(tmp_path / "ws"),
-        "--workers",
-        "0",
-    )
+    again = await _serve(tmp_path, workers=0)
     try:
         async with clawq.AsyncClient(again.target) as client:
             found = await client.get_many(acked)
@@ -54,17 +41,7 @@ async def test_sigterm_drains_in_flight_and_exits_cleanly(tmp_path: Path) -> Non
     """SIGTERM stops the server with exit status 0 after its queued reads are done or requeued."""
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "a.txt").write_text("hello")
-    server = await start_clawq(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        str(tmp_path / "q.db"),
-        "--root",
-        str(tmp_path / "ws"),
-        "--workers",
-        "2",
-    )
+    server = await _serve(tmp_path, workers=2)
     async with clawq.AsyncClient(server.target) as client:
         result = await client.execute("read_file", path="a.txt")
         assert result.output == "hello"

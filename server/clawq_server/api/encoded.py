@@ -26,7 +26,8 @@ class Encoded(bytes):
     """A response already serialized; the guarded server's serializer passes it through."""
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """The protobuf base-128 varint encoding of a non-negative integer."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -36,7 +37,7 @@ def _varint(value: int) -> bytes:
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+    return varint((number << 3) | 2) + varint(len(payload)) + payload
 
 
 class ResultBytes:
