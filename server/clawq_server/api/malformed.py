@@ -47,10 +47,12 @@ def _safe(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse
 
 
-async def _checked(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    # Raised, not aborted from here: the servicer reading the stream turns it into the
+    # call's status like any other error of the stream.
     async for request in requests:
         if isinstance(request, Malformed):
-            await abort(context, _MALFORMED)
+            raise _MALFORMED
         yield request
 
 
@@ -75,14 +77,14 @@ def _unary_request_stream(behavior: Any) -> Any:
 
 def _stream_request(behavior: Any) -> Any:
     async def handle(requests: AsyncIterator[Any], context: Ctx) -> Any:
-        return await behavior(_checked(requests, context), context)
+        return await behavior(_checked(requests), context)
 
     return handle
 
 
 def _stream_request_stream(behavior: Any) -> Any:
     async def handle(requests: AsyncIterator[Any], context: Ctx) -> AsyncIterator[Any]:
-        async for reply in behavior(_checked(requests, context), context):
+        async for reply in behavior(_checked(requests), context):
             yield reply
 
     return handle
