@@ -38,9 +38,7 @@ async def test_a_failed_leader_fails_its_followers_once(kit: Kit, make_cache: Ma
     assert all("does not exist" in str(o) for o in outcomes)
 
 
-async def test_a_cancelled_leader_hands_over_to_a_follower(
-    kit: Kit, make_cache: MakeCache
-) -> None:
+async def test_a_cancelled_leader_hands_over_to_a_follower(kit: Kit, make_cache: MakeCache) -> None:
     """When the first caller is cancelled, a waiting identical call runs the tool itself."""
     (kit.root / "c.txt").write_bytes(b"carry")
     kit.read.gate = asyncio.Event()
@@ -80,9 +78,10 @@ async def test_lookup_answers_a_hit_with_a_finished_task(kit: Kit, make_cache: M
         assert kit.read.runs == 0
         await kit.call(cache, kit.read, path="l.txt")
         found = await cache.lookup(kit.principal, task)
-        keyed = await cache.lookup(kit.principal, new_task(
-            "read_file", dict(orjson.loads(task.args_json)), idempotency_key="k1"
-        ))
+        keyed = await cache.lookup(
+            kit.principal,
+            new_task("read_file", dict(orjson.loads(task.args_json)), idempotency_key="k1"),
+        )
     assert found is not None
     assert found.result is not None
     assert (found.id, found.state, found.result.cached) == (task.id, TaskState.SUCCEEDED, True)

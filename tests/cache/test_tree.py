@@ -76,9 +76,7 @@ class ListingOracle:
         return await kit.listing.inner.run(args, ToolContext(kit.principal, "oracle"))
 
 
-async def test_listings_under_different_roots_never_alias(
-    kit: Kit, make_cache: MakeCache
-) -> None:
+async def test_listings_under_different_roots_never_alias(kit: Kit, make_cache: MakeCache) -> None:
     """A root and a root inside it list the same directory with their own relative paths."""
     deep = build_tree(kit.root)
     await settle(deep / "f2.txt")
