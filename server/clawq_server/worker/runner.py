@@ -185,6 +185,7 @@ class Worker:
             for task_id in outcome.lost:
                 running = self._running.get(task_id)
                 if running is not None and running.job is not None:
+                    log.info("lease of %s lost at heartbeat; its run is stopped", task_id)
                     running.lost = True
                     running.job.cancel()
 
