@@ -66,7 +66,7 @@ def record(index: int) -> dict[str, Any]:
         "principal": "anonymous",
         "tool": "read_file",
         "args": {"path": FILE, "offset": 0, "limit": 0},
-        "side_effect": "READ_ONLY",
+        "side_effect": "read_only",
         "priority": 0,
         "max_attempts": 3,
         "state": "QUEUED",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from clawq_server.app import build_app
 from clawq_server.errors import ClawqError
 
 log = logging.getLogger("clawq")
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -103,8 +105,18 @@ async def _run(cfg: config.Config, *, serve: bool) -> None:
             app.sandbox,
             "on" if cfg.tls else "off",
         )
+        _tune_gc()
         await stop.wait()
         log.info("clawq stopping")
+
+
+def _tune_gc() -> None:
+    # A batch allocates thousands of short-lived objects, so with the default threshold
+    # (700 allocations) the collector ran several times per batch, and a read of 1,000
+    # tasks spent a third of its time in it. What startup built lives for the process and
+    # is frozen out of collection; cycles are still collected, just in larger steps.
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 def main(argv: list[str]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,13 +39,13 @@ async def test_copies_replace_and_survive_a_reopen(tmp_path: Path) -> None:
     await archive.start()
     first = finished(1)
     await archive.put_many([first, finished(2)])
-    await archive.put_many([dataclasses.replace(first, attempt=2)])
+    await archive.put_many([first._replace(attempt=2)])
     await archive.close()
     reopened = SqliteArchive(tmp_path / "a.db")
     await reopened.start()
     try:
         got = await reopened.get_many(["t002", "t001", "missing"], None)
-        assert got == [finished(2), dataclasses.replace(first, attempt=2)]
+        assert got == [finished(2), first._replace(attempt=2)]
         assert await reopened.get_many(["t001"], "bob") == []
     finally:
         await reopened.close()

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clawq.v1 import task_pb2 as pb
+from clawq.v1 import task_service_pb2 as ts
 from clawq_server.api import convert
-from clawq_server.model import Call
+from clawq_server.model import Call, SideEffect, Task, TaskError, TaskState, ToolResult
 
 moments = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
@@ -22,7 +23,7 @@ def test_timestamps_match_protobufs_own_conversion(moment: datetime) -> None:
     """The fast Timestamp conversion equals Timestamp.FromDatetime to the microsecond."""
     expected = Timestamp()
     expected.FromDatetime(moment)
-    assert convert._timestamp(moment) == expected
+    assert Timestamp(**(convert._timestamp(moment) or {})) == expected
 
 
 @given(
@@ -54,6 +55,46 @@ def test_write_data_survives_the_json_arguments() -> None:
     message = pb.ToolCall(tool="write_file", write_file=pb.WriteFileArgs(path="a", data=b"\0\xff"))
     call = convert.call_from_proto(message)
     assert call.args["data"] == "AP8="
-    back = pb.ToolCall(tool="write_file")
-    convert._args_to_proto(back, "write_file", call.args)
-    assert back.write_file.data == b"\0\xff"
+    back = pb.WriteFileArgs(**convert._builtin_args("write_file", call.args))
+    assert back.data == b"\0\xff"
+
+
+def test_tasks_added_in_place_equal_tasks_built_alone() -> None:
+    """add_tasks gives the same messages as task_to_proto: typed and Struct arguments,
+    results, errors and every time field."""
+    now = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
+    base = Task(
+        id="t1",
+        principal="me",
+        tool="read_file",
+        args={"path": "a.txt", "offset": 3},
+        state=TaskState.QUEUED,
+        side_effect=SideEffect.READ_ONLY,
+        attempt=0,
+        max_attempts=3,
+        priority=2,
+        idempotency_key="k",
+        idempotent=True,
+        created=now,
+        not_before=now + timedelta(seconds=1),
+    )
+    done = base._replace(
+        id="t2",
+        tool="plugin.echo",
+        args={"nested": {"list": [1, "two", None]}},
+        state=TaskState.SUCCEEDED,
+        started=now + timedelta(seconds=2),
+        finished=now + timedelta(seconds=3),
+        result=ToolResult(output=b"out", exit_code=0, payload={"rows": 2}),
+    )
+    failed = base._replace(
+        id="t3", state=TaskState.FAILED, error=TaskError("NOT_FOUND", "PATH_NOT_FOUND", "gone")
+    )
+    listing = ts.ListTasksResponse()
+    convert.add_tasks(listing.tasks, [base, done, failed])
+    assert list(listing.tasks) == [convert.task_to_proto(t) for t in (base, done, failed)]
+    assert listing.tasks[1].call.arguments["nested"]["list"][1] == "two"
+    assert listing.tasks[1].result.payload["rows"] == 2
+    assert listing.tasks[2].error.reason == "PATH_NOT_FOUND"
+    assert listing.tasks[0].call.read_file.offset == 3
+    assert listing.tasks[1].finish_time.ToDatetime(tzinfo=UTC) == now + timedelta(seconds=3)

@@ -44,7 +44,7 @@ def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> No
     memo = ResultBytes()
     first = _task({"entries": [1, 2]})
     assert first.result is not None
-    again = replace(first, result=replace(first.result, stderr=b""))
+    again = first._replace(result=replace(first.result, stderr=b""))
     assert memo.get(again.result) is memo.get(first.result)  # type: ignore[arg-type]
     other = _task({"entries": [3]})
     assert other.result is not None

@@ -99,10 +99,11 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
                     cursor=decode_page_token(request.page_token),
                 )
             )
-            return adm.ListDeadLettersResponse(
-                tasks=[convert.task_to_proto(t) for t in page.tasks],
-                next_page_token=encode_page_token(page.next_cursor),
+            response = adm.ListDeadLettersResponse(
+                next_page_token=encode_page_token(page.next_cursor)
             )
+            convert.add_tasks(response.tasks, page.tasks)
+            return response
         except Exception as error:
             await abort(context, error)
 

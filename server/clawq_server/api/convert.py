@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -101,27 +102,25 @@ def call_from_proto(message: pb.ToolCall) -> Call:
     )
 
 
-def _args_to_proto(call: pb.ToolCall, tool: str, args: Mapping[str, Any]) -> None:
-    cls = BUILTIN_ARGS.get(tool)
-    if cls is None:
-        call.arguments.update(args)
-        return
+def _builtin_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    if not _BYTES_FIELDS[tool] & args.keys():
+        return dict(args)
     fields = dict(args)
     for name in _BYTES_FIELDS[tool] & fields.keys():
         fields[name] = base64.b64decode(fields[name])
-    getattr(call, tool).CopyFrom(cls(**fields))
+    return fields
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timestamp(value: datetime | None) -> Timestamp | None:
+def _timestamp(value: datetime | None) -> dict[str, int] | None:
     # Exact and several times cheaper than Timestamp.FromDatetime, which goes through
     # a time tuple; tasks are converted by the thousand in BatchGetTasks and ListTasks.
     if value is None:
         return None
     delta = value - EPOCH
-    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
+    return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
 def result_to_proto(result: ToolResult) -> pb.TaskResult:
@@ -161,33 +160,55 @@ def error_from_proto(message: pb.TaskError) -> TaskError:
 
 def task_to_proto(task: Task, *, with_result: bool = True) -> pb.Task:
     """The wire form of a Task (without its result when the caller splices it in)."""
-    call = pb.ToolCall(
-        tool=task.tool,
-        idempotency_key=task.idempotency_key,
-        priority=task.priority,
-        max_attempts=task.max_attempts,
-        idempotent=task.idempotent,
-    )
-    _args_to_proto(call, task.tool, task.args)
-    message = pb.Task(
-        id=task.id,
-        call=call,
-        state=STATE_TO_PB[task.state],
-        attempt=task.attempt,
-        max_attempts=task.max_attempts,
-        priority=task.priority,
-        not_before=_timestamp(task.not_before),
-        create_time=_timestamp(task.created),
-        start_time=_timestamp(task.started),
-        finish_time=_timestamp(task.finished),
-        idempotency_key=task.idempotency_key,
-    )
+    return _completed(pb.Task(**_task_fields(task)), task, with_result)
+
+
+def add_tasks(container: RepeatedCompositeFieldContainer[pb.Task], tasks: Iterable[Task]) -> None:
+    """Append the wire form of each task to a repeated Task field of a response."""
+    # Built in place: constructing each Task and then copying it into the response
+    # costs two-thirds more.
+    add = container.add
+    for task in tasks:
+        _completed(add(**_task_fields(task)), task, with_result=True)
+
+
+def _task_fields(task: Task) -> dict[str, Any]:
+    # Nested messages are given as mappings: upb builds them in one constructor call,
+    # about a third cheaper than building each message and copying it in.
+    call: dict[str, Any] = {
+        "tool": task.tool,
+        "idempotency_key": task.idempotency_key,
+        "priority": task.priority,
+        "max_attempts": task.max_attempts,
+        "idempotent": task.idempotent,
+    }
+    if task.tool in BUILTIN_ARGS:
+        call[task.tool] = _builtin_args(task.tool, task.args)
+    fields: dict[str, Any] = {
+        "id": task.id,
+        "call": call,
+        "state": STATE_TO_PB[task.state],
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "priority": task.priority,
+        "not_before": _timestamp(task.not_before),
+        "create_time": _timestamp(task.created),
+        "start_time": _timestamp(task.started),
+        "finish_time": _timestamp(task.finished),
+        "idempotency_key": task.idempotency_key,
+    }
+    if task.error is not None:
+        error = task.error
+        fields["error"] = {"code": error.code, "reason": error.reason, "message": error.message}
+    return fields
+
+
+def _completed(message: pb.Task, task: Task, with_result: bool) -> pb.Task:
+    # The parts a mapping cannot give: Struct arguments and the result.
+    if task.tool not in BUILTIN_ARGS:
+        message.call.arguments.update(task.args)
     if with_result and task.result is not None:
         message.result.CopyFrom(result_to_proto(task.result))
-    if task.error is not None:
-        message.error.CopyFrom(
-            pb.TaskError(code=task.error.code, reason=task.error.reason, message=task.error.message)
-        )
     return message
 
 

@@ -189,11 +189,12 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             if len(request.task_ids) > MAX_BATCH:
                 raise InvalidArgument.field("task_ids", f"must hold at most {MAX_BATCH} ids")
             tasks = await self._tasks.get_many(principal, list(request.task_ids))
-            found = {t.id for t in tasks}
-            return ts.BatchGetTasksResponse(
-                tasks=[convert.task_to_proto(t) for t in tasks],
-                missing_task_ids=[i for i in request.task_ids if i not in found],
-            )
+            response = ts.BatchGetTasksResponse()
+            convert.add_tasks(response.tasks, tasks)
+            if len(tasks) < len(request.task_ids):
+                found = {t.id for t in tasks}
+                response.missing_task_ids.extend(i for i in request.task_ids if i not in found)
+            return response
         except Exception as error:
             await abort(context, error)
 
@@ -236,10 +237,9 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         try:
             principal = self._authenticate(context)
             page = await self._tasks.list_tasks(principal, self._query(request, principal.name))
-            return ts.ListTasksResponse(
-                tasks=[convert.task_to_proto(t) for t in page.tasks],
-                next_page_token=encode_page_token(page.next_cursor),
-            )
+            response = ts.ListTasksResponse(next_page_token=encode_page_token(page.next_cursor))
+            convert.add_tasks(response.tasks, page.tasks)
+            return response
         except Exception as error:
             await abort(context, error)
 
