@@ -9,7 +9,7 @@ from clawq_server.cache.base import ResultCache
 from clawq_server.errors import ClawqError, InvalidArgument, NotFound, ResourceExhausted
 from clawq_server.model import Call, SubmitOutcome, Task, TaskPage, TaskQuery, TaskState
 from clawq_server.policy.principal import Principal
-from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.base import TaskQueue, submit_one
 from clawq_server.submission import Admission, Admitted
 
 WATCH_POLL_S = 1.0
@@ -27,7 +27,7 @@ class Tasks:
         """Admit and durably queue one call."""
         admitted = self._admission.admit(principal, call)
         await self._check_room(principal, 1)
-        return await self._submit_one(admitted)
+        return await submit_one(self._queue, admitted.task)
 
     async def submit_batch(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]
@@ -92,8 +92,7 @@ class Tasks:
             self._admission.audit_cached(principal, admitted.task, cached.args)
             return cached
         await self._check_room(principal, 1)
-        outcome = await self._submit_one(admitted)
-        return await self._queue.wait(outcome.task_id, principal.name, timeout)
+        return await self._queue.submit_and_wait(admitted.task, timeout)
 
     async def watch(self, principal: Principal, ids: Sequence[str]) -> AsyncIterator[Task]:
         """Each change of state of the tasks, until all are terminal."""
@@ -129,12 +128,6 @@ class Tasks:
                 f"{principal.name} has {queued} of at most {principal.max_queued} tasks queued",
                 retry_after=1.0,
             )
-
-    async def _submit_one(self, admitted: Admitted) -> SubmitOutcome:
-        [outcome] = await self._queue.submit([admitted.task], atomic=True)
-        if isinstance(outcome, Exception):  # atomic submits raise; this is a backend bug
-            raise _as_clawq(outcome)
-        return outcome
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

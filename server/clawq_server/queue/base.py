@@ -64,6 +64,14 @@ class TaskQueue(Protocol):
         """The task once terminal, or as it is when timeout seconds have passed."""
         ...
 
+    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+        """Store one task (atomically) and wait for it like wait().
+
+        The waiter is in place before the task is stored, so no read is spent on a task
+        known to be queued. A task that reuses an idempotency key waits on the earlier task.
+        """
+        ...
+
     async def lease(
         self,
         worker_id: str,
@@ -106,3 +114,11 @@ class TaskQueue(Protocol):
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks (all when ids is None) back in the queue; the count moved."""
         ...
+
+
+async def submit_one(queue: TaskQueue, task: NewTask) -> SubmitOutcome:
+    """Store one task atomically: its outcome, or the refusal raised."""
+    [outcome] = await queue.submit([task], atomic=True)
+    if isinstance(outcome, Exception):  # atomic submits raise rather than return errors
+        raise outcome
+    return outcome

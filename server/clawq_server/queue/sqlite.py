@@ -8,7 +8,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -30,6 +30,7 @@ from clawq_server.model import (
 from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
+from clawq_server.queue.base import submit_one
 from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
 
@@ -145,19 +146,24 @@ class SqliteQueue:
     ) -> Task:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)
+        with self._watching(task_id) as woken:
+            return await self._wait_for(task_id, principal, deadline, woken)
+
+    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+        """Store one task and wait for it, without a first read of the new row."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._watching(task.id) as woken:
+            outcome = await submit_one(self, task)
+            if outcome.task_id == task.id:
+                return await self._wait_for(task.id, task.principal, deadline, woken, queued=True)
+        return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
+
+    @contextlib.contextmanager
+    def _watching(self, task_id: str) -> Iterator[asyncio.Event]:
         woken = asyncio.Event()
         self._waiters.setdefault(task_id, set()).add(woken)
         try:
-            while True:
-                woken.clear()
-                task = self._finished_for(task_id, principal) or await self._get_one(
-                    task_id, principal
-                )
-                remaining = deadline - time.monotonic()
-                if task.done or remaining <= 0:
-                    return task
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, FALLBACK_POLL_S))
+            yield woken
         finally:
             waiters = self._waiters.get(task_id)
             if waiters is not None:
@@ -165,6 +171,29 @@ class SqliteQueue:
                 if not waiters:
                     del self._waiters[task_id]
                     self._finished.pop(task_id, None)
+
+    async def _wait_for(
+        self,
+        task_id: str,
+        principal: str | None,
+        deadline: float,
+        woken: asyncio.Event,
+        *,
+        queued: bool = False,
+    ) -> Task:
+        # queued: the caller has just stored the task, so the first read is skipped.
+        while True:
+            if not queued:
+                woken.clear()
+                task = self._finished_for(task_id, principal) or await self._get_one(
+                    task_id, principal
+                )
+                if task.done or deadline <= time.monotonic():
+                    return task
+            queued = False
+            pause = min(deadline - time.monotonic(), FALLBACK_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), pause)
 
     def _finished_for(self, task_id: str, principal: str | None) -> Task | None:
         task = self._finished.get(task_id)

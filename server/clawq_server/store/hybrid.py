@@ -153,6 +153,16 @@ class HybridQueue:
                 raise
             return found[0]
 
+    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+        """Store in Redis and wait there; a task archived meanwhile is read from the archive."""
+        try:
+            return await self.live.submit_and_wait(task, timeout)
+        except NotFound:
+            found = await self.archive.get_many([task.id], task.principal)
+            if not found:
+                raise
+            return found[0]
+
     async def lease(
         self,
         worker_id: str,
