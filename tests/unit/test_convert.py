@@ -93,7 +93,7 @@ def test_tasks_added_in_place_equal_tasks_built_alone() -> None:
     listing = ts.ListTasksResponse()
     convert.add_tasks(listing.tasks, [base, done, failed])
     assert list(listing.tasks) == [convert.task_to_proto(t) for t in (base, done, failed)]
-    assert listing.tasks[1].call.arguments["nested"]["list"][1] == "two"
+    assert convert.struct_to_dict(listing.tasks[1].call.arguments) == done.args
     assert listing.tasks[1].result.payload["rows"] == 2
     assert listing.tasks[2].error.reason == "PATH_NOT_FOUND"
     assert listing.tasks[0].call.read_file.offset == 3

@@ -8,6 +8,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 from clawq_server.audit import AuditSink
@@ -51,10 +52,8 @@ def build_chain(links: Sequence[Middleware]) -> Next:
 
 
 def _bind(link: Middleware, next: Next) -> Next:
-    async def step(call: ToolInvocation) -> ToolResult:
-        return await link(call, next)
-
-    return step
+    # A partial rather than a wrapping coroutine: one coroutine frame per link and run.
+    return partial(link, next=next)
 
 
 class Metrics:

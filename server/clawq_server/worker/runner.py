@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Retry pauses of a completion while the backend is away: first, and the cap.
 COMPLETE_RETRY_S = (0.05, 1.0)
 PrincipalLookup = Callable[[str], Principal | None]
+LEASE_BATCH_DIVISOR = 4
 
 
 @dataclass(slots=True)
@@ -148,9 +149,12 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         lease_for = timedelta(seconds=self._settings.lease_s)
+        # Under load, lease once a quarter of the slots are free rather than for every
+        # slot that frees: a lease is a backend round trip whatever its size.
+        batch = max(1, self._settings.concurrency // LEASE_BATCH_DIVISOR)
         while not self._stopping.is_set():
             free = self._settings.concurrency - len(self._running)
-            if free <= 0:
+            if free <= 0 or (free < batch and self._running):
                 self._slot.clear()
                 await self._slot.wait()
                 continue

@@ -1,0 +1,74 @@
+"""The in-process worker leases in batches under load and still takes single tasks when idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from datetime import timedelta
+from pathlib import Path
+
+from clawq_server.config import default_principal
+from clawq_server.model import Lease, TaskState, ToolResult
+from clawq_server.queue.sqlite import SqliteQueue
+from clawq_server.tools import builtin
+from clawq_server.worker.middleware import ToolInvocation
+from clawq_server.worker.runner import LEASE_BATCH_DIVISOR, Worker, WorkerSettings
+from tests.contract.helpers import eventually, new_task
+
+CONCURRENCY = 8
+
+
+class RecordingQueue(SqliteQueue):
+    """A real SQLite queue that notes how many tasks each lease asked for."""
+
+    limits: list[int]
+
+    async def lease(
+        self,
+        worker_id: str,
+        tools: Collection[str] | None,
+        limit: int,
+        lease_for: timedelta,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Record limit, then lease as usual."""
+        self.limits.append(limit)
+        return await super().lease(worker_id, tools, limit, lease_for, wait)
+
+
+async def test_a_busy_worker_leases_a_quarter_of_its_slots_at_a_time(tmp_path: Path) -> None:
+    """With every slot taken, finishing runs one by one never triggers a lease of one task."""
+    queue = RecordingQueue(tmp_path / "q.db")
+    queue.limits = []
+    await queue.start()
+    gates: dict[str, asyncio.Event] = {}
+
+    async def held(call: ToolInvocation) -> ToolResult:
+        await gates.setdefault(call.task.id, asyncio.Event()).wait()
+        return ToolResult(output=b"ok")
+
+    principal = default_principal([tmp_path])
+    tools = builtin.build("subreaper")
+    settings = WorkerSettings(concurrency=CONCURRENCY, lease_s=30.0)
+    worker = Worker(queue, tools.registry, lambda _: principal, held, settings)
+
+    async def running() -> list[str]:
+        return [task_id for task_id, gate in gates.items() if not gate.is_set()]
+
+    tasks = [new_task(principal=principal.name) for _ in range(CONCURRENCY * 3)]
+    await queue.submit(tasks)
+    await worker.start()
+    try:
+        await eventually(running, lambda ids: len(ids) == CONCURRENCY)
+        for _ in tasks:  # finish the runs one at a time
+            task_id = (await eventually(running, bool))[0]
+            gates[task_id].set()
+            finished = await queue.wait(task_id, None, 5.0)
+            assert finished.state is TaskState.SUCCEEDED
+    finally:
+        await worker.stop()
+        await queue.close()
+    batch = CONCURRENCY // LEASE_BATCH_DIVISOR
+    assert queue.limits[0] == CONCURRENCY
+    assert len(queue.limits) > 2
+    assert min(queue.limits) >= batch
