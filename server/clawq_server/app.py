@@ -27,6 +27,7 @@ from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
 from clawq_server.queue.redis import RedisQueue
 from clawq_server.queue.sqlite import SqliteQueue
+from clawq_server.recorder import Recorder
 from clawq_server.store.hybrid import HybridQueue
 from clawq_server.store.sqlite_archive import SqliteArchive
 from clawq_server.submission import Admission
@@ -122,6 +123,7 @@ class App:
     queue: TaskQueue
     cache: ToolCache
     reload: Reloader
+    recorder: Recorder
     served: Served | None = None
     workers: list[Worker] = field(default_factory=list)
     audit: AuditLog | None = None
@@ -152,7 +154,15 @@ async def build_app(
         sink = audit
     tools = builtin.build(config.sandbox, config.remote_tools)
     cache = open_cache(config, tools.registry)
-    app = App(config, queue, cache, Reloader(policy, env or {}), audit=audit, sandbox=tools.sandbox)
+    app = App(
+        config,
+        queue,
+        cache,
+        Reloader(policy, env or {}),
+        Recorder(queue),
+        audit=audit,
+        sandbox=tools.sandbox,
+    )
     if config.source is not None:
         app.watcher = asyncio.create_task(app.reload.watch(), name="config-watch")
     try:
@@ -189,7 +199,7 @@ async def build_app(
             app.served = await start_server(
                 config.listen,
                 config.tls,
-                TaskServicer(Tasks(queue, admission, cache), authenticate),
+                TaskServicer(Tasks(queue, admission, cache, app.recorder), authenticate),
                 AdminServicer(tools.registry, queue, cache, app.reload, authenticate),
                 WorkerServicer(queue, authenticate),
             )
@@ -206,6 +216,7 @@ async def _shutdown(app: App) -> None:
         await app.served.server.stop(grace=app.config.grace_s)
     for worker in app.workers:
         await worker.stop()
+    await app.recorder.close()
     await app.cache.close()
     if app.audit is not None:
         await app.audit.close()

@@ -10,6 +10,7 @@ from clawq_server.errors import ClawqError, InvalidArgument, NotFound, ResourceE
 from clawq_server.model import Call, SubmitOutcome, Task, TaskPage, TaskQuery, TaskState
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue, submit_one
+from clawq_server.recorder import Recorder
 from clawq_server.submission import Admission, Admitted
 
 WATCH_POLL_S = 1.0
@@ -18,10 +19,13 @@ WATCH_POLL_S = 1.0
 class Tasks:
     """What TaskService does, in domain terms."""
 
-    def __init__(self, queue: TaskQueue, admission: Admission, cache: ResultCache) -> None:
+    def __init__(
+        self, queue: TaskQueue, admission: Admission, cache: ResultCache, recorder: Recorder
+    ) -> None:
         self._queue = queue
         self._admission = admission
         self._cache = cache
+        self._recorder = recorder
 
     async def submit(self, principal: Principal, call: Call) -> SubmitOutcome:
         """Admit and durably queue one call."""
@@ -90,6 +94,7 @@ class Tasks:
         cached = await self._cache.lookup(principal, admitted.task)
         if cached is not None:
             self._admission.audit_cached(principal, admitted.task, cached.args)
+            self._recorder.add(cached)
             return cached
         await self._check_room(principal, 1)
         return await self._queue.submit_and_wait(admitted.task, timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,9 +45,23 @@ async def test_execute_submit_wait_list_and_cache(backend_server: Served) -> Non
         # A file changed within the last few milliseconds is not cached (it could change
         # again within one timestamp tick), so the first hit comes a moment later.
         deadline = time.monotonic() + 5
-        while not (await client.execute("read_file", path="a.txt")).cached:
+        while not (hit := await client.execute("read_file", path="a.txt")).cached:
             assert time.monotonic() < deadline, "read_file was never served from the cache"
+        # The answer from the cache is stored too, a moment after it was given.
+        stored = await _eventually_found(client, hit.task_id)
+        assert stored.state == "SUCCEEDED"
+        assert stored.result == hit
         listed = [t.id async for page in client.list_tasks(page_size=2) for t in page]
-        assert set(ids) <= set(listed)
+        assert {*ids, hit.task_id} <= set(listed)
         stats = await client.queue_stats()
         assert stats.in_flight == 0
+
+
+async def _eventually_found(client: clawq.AsyncClient, task_id: str) -> clawq.Task:
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return await client.get(task_id)
+        except clawq.NotFound:
+            assert time.monotonic() < deadline, f"task {task_id} was never stored"
+            await asyncio.sleep(0.02)

@@ -45,6 +45,12 @@ class TaskQueue(Protocol):
         """
         ...
 
+    async def record(self, tasks: Sequence[Task]) -> None:
+        """Store tasks that finished without a worker (calls answered from the cache) as
+        they are, so they can be read, listed and archived like any other; an id already
+        stored is left alone."""
+        ...
+
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
         ...

@@ -59,6 +59,7 @@ from clawq_server.queue.redis_codec import (
     list_args,
     outcomes,
     pairs,
+    record_args,
     submit_batch,
     to_stats,
     to_task,
@@ -157,6 +158,11 @@ class RedisQueue:
                 retry_after=1.0,
             )
         return outcomes(tasks, reply)
+
+    async def record(self, tasks: Sequence[Task]) -> None:
+        """Store tasks that finished without a worker, as they are."""
+        if tasks:
+            await self._eval(self._scripts.record, record_args(tasks))
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""

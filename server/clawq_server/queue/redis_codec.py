@@ -47,45 +47,68 @@ def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[b
     """
     fields: list[Arg] = []
     records: list[bytes] = []
-    dumps, fragment, read_only = orjson.dumps, orjson.Fragment, SideEffect.READ_ONLY
+    dumps, fragment = orjson.dumps, orjson.Fragment
     for task in tasks:
         attempts = task.max_attempts or default_max_attempts
         created, not_before = task.created.timestamp(), task.not_before.timestamp()
-        redo = "1" if task.idempotent or task.side_effect is read_only else "0"
         # orjson writes the same shortest round-trip text as repr(), several times faster.
-        level, when, key = (
-            f"{task.priority}:{task.tool}",
-            dumps(created).decode(),
-            task.idempotency_key,
-        )
-        record = dumps(
-            [
-                task.id,
-                task.principal,
-                task.tool,
-                fragment(task.args_json),
-                task.side_effect.value,
-                key,
-                task.priority,
-                attempts,
-                task.idempotent,
-                created,
-                not_before,
-            ]
-        )
+        when = dumps(created).decode()
+        record = _record(task, fragment(task.args_json), attempts, created, not_before)
         records.append(record)
         fields += (
             task.id,
             task.principal,
-            level,
+            f"{task.priority}:{task.tool}",
             when,
             "" if not_before == created else dumps(not_before).decode(),  # "": not delayed
-            key,
-            task.args_hash if key else "",  # compared only under an idempotency key
+            task.idempotency_key,
+            task.args_hash if task.idempotency_key else "",  # compared only under a key
             len(record),
-            f"{when}\x1f{attempts}\x1f{redo}\x1f{level}\x1f{task.principal}",
+            _key_fields(task, when, attempts),
         )
     return dumps(fields), b"".join(records)
+
+
+def record_args(tasks: Sequence[Task]) -> list[Arg]:
+    """The arguments of record.lua: finished tasks stored whole."""
+    args: list[Arg] = []
+    for task in tasks:
+        created = task.created.timestamp()
+        when = orjson.dumps(created).decode()
+        record = _record(task, task.args, task.max_attempts, created, task.not_before.timestamp())
+        finished = task.finished or task.created
+        args += (task.id, task.principal, task.tool, when, task.state.value, task.attempt)
+        args += (epoch(task.started or finished), epoch(finished), record)
+        args.append(_key_fields(task, when, task.max_attempts))
+        args += completion_args(Completion(task.result))[1:4]
+    return args
+
+
+def _record(
+    task: NewTask | Task, args: Any, attempts: int, created: float, not_before: float
+) -> bytes:
+    # The 'r' field: what to_task reads back.
+    return orjson.dumps(
+        [
+            task.id,
+            task.principal,
+            task.tool,
+            args,
+            task.side_effect.value,
+            task.idempotency_key,
+            task.priority,
+            attempts,
+            task.idempotent,
+            created,
+            not_before,
+        ]
+    )
+
+
+def _key_fields(task: NewTask | Task, when: str, attempts: int) -> str:
+    # The 'k' field (lua/lib.lua KEY_FIELDS); redo: a lost lease may run the task again.
+    redo = "1" if task.idempotent or task.side_effect is SideEffect.READ_ONLY else "0"
+    return f"{when}\x1f{attempts}\x1f{redo}\x1f{task.priority}:{task.tool}\x1f{task.principal}"
 
 
 # A completion as RedisQueue.complete receives it: task id, lease token, outcome.

@@ -31,6 +31,7 @@ _NAMES = (
     "stats",
     "list",
     "tidy",
+    "record",
 )
 
 
@@ -60,6 +61,7 @@ class Scripts:
     stats: AsyncScript
     list: AsyncScript
     tidy: AsyncScript
+    record: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

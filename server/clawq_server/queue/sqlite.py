@@ -119,6 +119,11 @@ class SqliteQueue:
         result: list[SubmitOutcome | Exception] = await self._db.write(op)
         return result
 
+    async def record(self, tasks: Sequence[Task]) -> None:
+        """Store tasks that finished without a worker, as they are."""
+        if tasks:
+            await self._db.write(partial(ops.record, tasks=tasks))
+
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
         if not ids:

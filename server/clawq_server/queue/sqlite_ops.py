@@ -16,10 +16,12 @@ from clawq_server.queue.sqlite_db import Effects
 from clawq_server.queue.sqlite_schema import (
     COLUMNS,
     INSERT_BATCH,
+    INSERT_FINISHED,
     chunks,
     insert_batch,
     marks,
     row_to_task,
+    task_row,
 )
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM tasks WHERE id = ?"  # noqa: S608  (constant columns)
@@ -64,6 +66,12 @@ def submit(
         conn.execute(INSERT_BATCH, (insert_batch(fresh, retry.default_max_attempts),))
     fx.work = fx.work or bool(fresh)
     return outcomes
+
+
+def record(conn: sqlite3.Connection, fx: Effects, tasks: Sequence[Task]) -> None:
+    """Store finished tasks whole; an id already stored is left as it is."""
+    conn.executemany(INSERT_FINISHED, [(*task_row(task), "") for task in tasks])
+    fx.terminal.update(task.id for task in tasks)
 
 
 def _known_keys(

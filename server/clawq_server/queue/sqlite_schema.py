@@ -87,6 +87,13 @@ INSERT_BATCH = (
     " value->>7, value->>8, value->>9, 'QUEUED', value->>10, value->>11 FROM json_each(?)"
 )
 
+# A task stored whole as it is (a call answered from the cache); an id present is kept.
+# args_hash only serves idempotency keys, which such calls never carry.
+INSERT_FINISHED = (
+    f"INSERT OR IGNORE INTO tasks ({COLUMNS}, args_hash)"  # noqa: S608  (constant columns)
+    f" VALUES ({','.join('?' * (COLUMNS.count(',') + 2))})"
+)
+
 
 def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     """items in slices small enough for one IN (...) list."""
@@ -127,6 +134,29 @@ def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
         int(task.idempotent),
         task.created.timestamp(),
         task.not_before.timestamp(),
+    )
+
+
+def task_row(task: Task) -> tuple[Any, ...]:
+    """The COLUMNS values of a task."""
+    return (
+        task.id,
+        task.principal,
+        task.tool,
+        orjson.dumps(task.args),
+        task.state.value,
+        task.side_effect.value,
+        task.attempt,
+        task.max_attempts,
+        task.priority,
+        task.idempotency_key or None,
+        int(task.idempotent),
+        task.created.timestamp(),
+        task.not_before.timestamp(),
+        None if task.started is None else task.started.timestamp(),
+        None if task.finished is None else task.finished.timestamp(),
+        *result_params(task.result),
+        *error_params(task.error),
     )
 
 

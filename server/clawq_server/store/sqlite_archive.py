@@ -9,18 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from clawq_server.model import Task, TaskPage, TaskQuery
 from clawq_server.queue import sqlite_reads as reads
-from clawq_server.queue.sqlite_schema import (
-    COLUMNS,
-    chunks,
-    error_params,
-    marks,
-    result_params,
-    row_to_task,
-)
+from clawq_server.queue.sqlite_schema import COLUMNS, chunks, marks, row_to_task, task_row
 
 T = TypeVar("T")
 
@@ -91,7 +82,7 @@ class SqliteArchive:
     async def put_many(self, tasks: Sequence[Task]) -> None:
         """Insert or replace tasks in one transaction."""
         if tasks:
-            rows = [_row(task) for task in tasks]
+            rows = [task_row(task) for task in tasks]
             await self._on(self._writer, lambda: self._insert(rows))
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
@@ -146,26 +137,3 @@ def _started(conn: sqlite3.Connection | None) -> sqlite3.Connection:
     if conn is None:
         raise RuntimeError("the archive is not started")
     return conn
-
-
-def _row(task: Task) -> tuple[Any, ...]:
-    """The COLUMNS values of a task."""
-    return (
-        task.id,
-        task.principal,
-        task.tool,
-        orjson.dumps(task.args),
-        task.state.value,
-        task.side_effect.value,
-        task.attempt,
-        task.max_attempts,
-        task.priority,
-        task.idempotency_key or None,
-        int(task.idempotent),
-        task.created.timestamp(),
-        task.not_before.timestamp(),
-        None if task.started is None else task.started.timestamp(),
-        None if task.finished is None else task.finished.timestamp(),
-        *result_params(task.result),
-        *error_params(task.error),
-    )
