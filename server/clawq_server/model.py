@@ -67,7 +67,7 @@ class NewTask(NamedTuple):
     principal: str
     tool: str
     args_json: bytes
-    args_hash: str
+    args_hash: str  # compares reuses of an idempotency key; "" without one
     side_effect: SideEffect
     idempotency_key: str
     priority: int

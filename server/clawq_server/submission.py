@@ -156,7 +156,8 @@ class Admission:
             principal=principal.name,
             tool=call.tool,
             args_json=args_json,
-            args_hash=args_hash(call.tool, args_json),
+            # Only a reused idempotency key is ever compared by it.
+            args_hash=args_hash(call.tool, args_json) if call.idempotency_key else "",
             side_effect=tool.side_effect,
             idempotency_key=call.idempotency_key,
             priority=call.priority,

@@ -106,6 +106,12 @@ async def test_an_overlong_component_is_an_invalid_argument(tree: Tree) -> None:
     await refused(tree, "read_file", kinds=InvalidArgument, path="x" * 300)
 
 
+@pytest.mark.parametrize("path", ["\U0001f600" * 64, "d/" + "\u00e9" * 128, "a/b/" + "x" * 256])
+async def test_a_component_over_name_max_in_bytes_is_invalid(tree: Tree, path: str) -> None:
+    """NAME_MAX counts UTF-8 bytes: 64 four-byte characters are too long for one name."""
+    await refused(tree, "read_file", kinds=InvalidArgument, path=path)
+
+
 async def test_an_overlong_path_is_refused_by_the_schema(tree: Tree) -> None:
     """A path beyond PATH_MAX fails schema validation naming args.path."""
     with pytest.raises(InvalidArgument) as info:

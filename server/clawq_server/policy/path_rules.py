@@ -67,7 +67,10 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
         if len(principal.roots) > 1:
             whole = _root_parts(root) + parts
             root, parts = _innermost(principal, whole, resolve=False) or (root, parts)
-    if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts):
+    # A character encodes to at most 4 bytes: only a long path needs its parts encoded.
+    if sum(map(len, parts)) > NAME_MAX // 4 and any(
+        len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts
+    ):
         raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
     pattern = denied_by(principal.deny_patterns, parts)
     if pattern is not None:
