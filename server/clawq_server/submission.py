@@ -22,6 +22,7 @@ from clawq_server.tools.registry import ToolRegistry
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_PRIORITY = 10
 MAX_ATTEMPTS = 100
+BATCH_IDS = 1 << 24
 
 PermissionCheck = Callable[[Principal, str, dict[str, object]], None]
 
@@ -33,6 +34,18 @@ def new_task_id() -> str:
     (every lookup is scoped to the principal), so the fast PRNG is enough.
     """
     return f"{time.time_ns() // 1000:014x}{random.getrandbits(72):018x}"
+
+
+def task_ids(count: int) -> list[str]:
+    """count ids for one batch, in order: one time stamp and 48 random bits, then a counter.
+
+    Same 32-hex-digit form as new_task_id, at a fraction of its cost per id; ids from
+    two batches started in the same microsecond differ in their random bits.
+    """
+    if count > BATCH_IDS:
+        raise ValueError(f"at most {BATCH_IDS} ids per batch")
+    prefix = f"{time.time_ns() // 1000:014x}{random.getrandbits(48):012x}"
+    return [f"{prefix}{i:06x}" for i in range(count)]
 
 
 def args_hash(tool: str, args_json: bytes) -> str:
@@ -85,7 +98,7 @@ class Admission:
     def admit(self, principal: Principal, call: Call) -> Admitted:
         """Check one call; raises the ClawqError that refuses it (audited)."""
         try:
-            return self._admit(principal, call, utcnow())
+            return self._admit(principal, call, utcnow(), new_task_id())
         except ClawqError as error:
             self.audit_refusal(principal, call, error)
             raise
@@ -97,9 +110,9 @@ class Admission:
         self._limiter.take(principal, len(calls))
         now = utcnow()
         out: list[Admitted | ClawqError] = []
-        for call in calls:
+        for call, task_id in zip(calls, task_ids(len(calls)), strict=True):
             try:
-                out.append(self._admit(principal, call, now, rate=False))
+                out.append(self._admit(principal, call, now, task_id, rate=False))
             except ClawqError as error:
                 self.audit_refusal(principal, call, error)
                 out.append(error)
@@ -138,7 +151,7 @@ class Admission:
         )
 
     def _admit(
-        self, principal: Principal, call: Call, now: datetime, *, rate: bool = True
+        self, principal: Principal, call: Call, now: datetime, task_id: str, *, rate: bool = True
     ) -> Admitted:
         _check_options(call)
         if call.tool not in self._registry:
@@ -152,7 +165,7 @@ class Admission:
             self._limiter.take(principal)
         args_json = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
         task = NewTask(
-            id=new_task_id(),
+            id=task_id,
             principal=principal.name,
             tool=call.tool,
             args_json=args_json,

@@ -57,15 +57,14 @@ def _is_plain(fd: Any) -> bool:
 
 # Messages whose every field is a plain scalar convert without per-field dispatch.
 _PLAIN = frozenset(
-    cls.DESCRIPTOR.full_name
-    for cls in BUILTIN_ARGS.values()
-    if all(_is_plain(fd) for fd in cls.DESCRIPTOR.fields)
+    cls for cls in BUILTIN_ARGS.values() if all(_is_plain(fd) for fd in cls.DESCRIPTOR.fields)
 )
+NO_DELAY = timedelta(0)
 
 
 def typed_args_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of a typed argument message as a JSON-able dict (bytes as base64)."""
-    if message.DESCRIPTOR.full_name in _PLAIN:
+    if type(message) in _PLAIN:
         return {fd.name: v for fd, v in message.ListFields()}
     return {fd.name: _field_value(fd, v) for fd, v in message.ListFields()}
 
@@ -90,7 +89,7 @@ def call_from_proto(message: pb.ToolCall) -> Call:
         )
     else:
         args = typed_args_to_dict(getattr(message, which))
-    delay = message.delay.ToTimedelta() if message.HasField("delay") else timedelta(0)
+    delay = message.delay.ToTimedelta() if message.HasField("delay") else NO_DELAY
     return Call(
         tool=message.tool,
         args=args,
