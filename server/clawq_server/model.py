@@ -203,3 +203,26 @@ class RetryPolicy:
     default_max_attempts: int = 3
     base_delay: timedelta = timedelta(seconds=1)
     max_delay: timedelta = timedelta(minutes=5)
+
+
+def finished_task(task: NewTask, args: JsonObject, result: ToolResult) -> Task:
+    """task as having succeeded at once with result (a call answered without a worker)."""
+    now = utcnow()
+    return Task(
+        id=task.id,
+        principal=task.principal,
+        tool=task.tool,
+        args=args,
+        state=TaskState.SUCCEEDED,
+        side_effect=task.side_effect,
+        attempt=1,
+        max_attempts=task.max_attempts,
+        priority=task.priority,
+        idempotency_key=task.idempotency_key,
+        idempotent=task.idempotent,
+        created=task.created,
+        not_before=task.not_before,
+        started=now,
+        finished=now,
+        result=result,
+    )

@@ -14,18 +14,19 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
 
 import orjson
 
 from clawq_server.cache.base import Entry, EntryStore
 from clawq_server.cache.control import ToolCacheStats
 from clawq_server.cache.fingerprint import Kind, Proof, Target, file_stamp, plan, prove
+from clawq_server.cache.flight import Flight, Flights
 from clawq_server.cache.memory import MemoryStore
 from clawq_server.cache.watch import Watcher, WatchUnavailable
 from clawq_server.config import CacheConfig
 from clawq_server.errors import ClawqError
-from clawq_server.model import JsonObject, NewTask, SideEffect, Task, TaskState, ToolResult, utcnow
+from clawq_server.model import JsonObject, NewTask, SideEffect, Task, ToolResult, finished_task
 from clawq_server.policy import paths
 from clawq_server.policy.principal import Principal
 from clawq_server.tools.base import Tool
@@ -40,15 +41,6 @@ class _View:
 
     entry_id: str
     proof: Proof
-
-
-@dataclass(slots=True)
-class _Flight:
-    """A run in progress that identical calls may join."""
-
-    future: asyncio.Future[ToolResult]
-    target: Target
-    proof: Proof | None = None
 
 
 class ToolCache:
@@ -66,7 +58,7 @@ class ToolCache:
         self._registry = registry
         self._watcher = watcher
         self._views: OrderedDict[str, _View] = OrderedDict()
-        self._flights: dict[str, _Flight] = {}
+        self._flights = Flights()
         if isinstance(store, MemoryStore):
             store.on_drop = self._forget
 
@@ -112,7 +104,7 @@ class ToolCache:
         if entry is None:
             return None
         self._store.count(task.tool, hit=True)
-        return _finished(task, args, entry.result)
+        return finished_task(task, args, replace(entry.result, cached=True))
 
     async def run(
         self, tool: Tool, args: JsonObject, principal: Principal, compute: Compute
@@ -217,43 +209,21 @@ class ToolCache:
         return await asyncio.to_thread(prove, target, self._watcher)
 
     async def _single_flight(self, target: Target, compute: Compute) -> ToolResult:
-        flight = self._flights.get(target.key)
-        if flight is not None and (flight.proof is None or self._joinable(flight)):
-            try:
-                return await asyncio.shield(flight.future)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not flight.future.cancelled() or (task is not None and task.cancelling()):
-                    raise
-            return await self._single_flight(target, compute)  # the leader was cancelled
-        flight = _Flight(asyncio.get_running_loop().create_future(), target)
-        flight.future.add_done_callback(_consume)
-        self._flights[target.key] = flight
-        try:
-            result = await self._lead(flight, compute)
-        except asyncio.CancelledError:
-            flight.future.cancel()
-            raise
-        except BaseException as error:
-            flight.future.set_exception(error)
-            raise
-        else:
-            flight.future.set_result(result)
-            return result
-        finally:
-            if self._flights.get(target.key) is flight:
-                del self._flights[target.key]
+        async def lead(flight: Flight) -> ToolResult:
+            return await self._lead(flight, target, compute)
 
-    def _joinable(self, flight: _Flight) -> bool:
-        """A late call joins a run only if nothing that run depends on has changed since."""
+        return await self._flights.run(target.key, lead, partial(self._joinable, target))
+
+    def _joinable(self, target: Target, flight: Flight) -> bool:
+        """A late call joins a run still proving its inputs, or one whose inputs have not
+        changed since it proved them."""
         proof = flight.proof
         if proof is None:
-            return False
+            return True
         entry = Entry("", "", "", "", ToolResult(), 0, proof.root_id, proof.stamp)
-        return self._holds(proof, flight.target, entry)
+        return self._holds(proof, target, entry)
 
-    async def _lead(self, flight: _Flight, compute: Compute) -> ToolResult:
-        target = flight.target
+    async def _lead(self, flight: Flight, target: Target, compute: Compute) -> ToolResult:
         proof = await self._prove(target)
         flight.proof = proof
         kept = False
@@ -329,34 +299,6 @@ def _storable(result: ToolResult) -> bool:
 def _size(result: ToolResult) -> int:
     payload = orjson.dumps(result.payload) if result.payload is not None else b""
     return len(result.output) + len(result.stderr) + len(payload)
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve a failed run's exception so a run nobody joined logs no warning."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _finished(task: NewTask, args: JsonObject, result: ToolResult) -> Task:
-    now = utcnow()
-    return Task(
-        id=task.id,
-        principal=task.principal,
-        tool=task.tool,
-        args=args,
-        state=TaskState.SUCCEEDED,
-        side_effect=task.side_effect,
-        attempt=1,
-        max_attempts=task.max_attempts,
-        priority=task.priority,
-        idempotency_key=task.idempotency_key,
-        idempotent=task.idempotent,
-        created=task.created,
-        not_before=task.not_before,
-        started=now,
-        finished=now,
-        result=replace(result, cached=True),
-    )
 
 
 __all__ = ["ToolCache", "watcher"]
