@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from clawq.types import Task
 
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+_LOCAL_SEND_FAILURE = "Internal error from Core"
 
 
 class Error(Exception):
@@ -228,5 +229,9 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Error:
         status = None
     if status is None:
         code = exc.code()
+        if code == grpc.StatusCode.INTERNAL and exc.details() == _LOCAL_SEND_FAILURE:
+            # grpc's own report of a message it could not send because the connection
+            # broke (grpc/grpc#36066), not a server's answer: the server is unreachable.
+            code = grpc.StatusCode.UNAVAILABLE
         return error_class(code)(exc.details() or code.name, code=code)
     return from_status(status)

@@ -14,7 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 import clawq
-from clawq.errors import from_status
+from clawq.errors import from_rpc_error, from_status
 from clawq.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 
@@ -155,6 +155,21 @@ async def test_unreachable_server_is_unavailable() -> None:
     async with clawq.AsyncClient("127.0.0.1:1", timeout=5) as client:
         with pytest.raises(clawq.Unavailable):
             await client.get("x")
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [("Internal error from Core", clawq.Unavailable), ("server blew up", clawq.Internal)],
+)
+def test_a_message_grpc_could_not_send_is_unavailable(
+    details: str, expected: type[clawq.Error]
+) -> None:
+    """grpc reports a stream write to a broken connection as a bare INTERNAL of its own;
+    that is an unreachable server, while an INTERNAL from the server stays INTERNAL."""
+    local = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details
+    )
+    assert type(from_rpc_error(local)) is expected
 
 
 async def test_token_is_sent_as_bearer_metadata(fake: Fake) -> None:
