@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,7 +49,8 @@ async def test_a_busy_worker_leases_a_quarter_of_its_slots_at_a_time(tmp_path: P
 
     principal = default_principal([tmp_path])
     tools = builtin.build("subreaper")
-    settings = WorkerSettings(concurrency=CONCURRENCY, lease_s=30.0)
+    # A gathering pause far longer than the test: any lease of one task would be a bug.
+    settings = WorkerSettings(concurrency=CONCURRENCY, lease_s=30.0, lease_gather_s=60.0)
     worker = Worker(queue, tools.registry, lambda _: principal, held, settings)
 
     async def running() -> list[str]:
@@ -72,3 +73,42 @@ async def test_a_busy_worker_leases_a_quarter_of_its_slots_at_a_time(tmp_path: P
     assert queue.limits[0] == CONCURRENCY
     assert len(queue.limits) > 2
     assert min(queue.limits) >= batch
+
+
+async def test_a_lone_free_slot_is_filled_while_long_runs_hold_the_others(
+    tmp_path: Path,
+) -> None:
+    """Batching never leaves a slot idle: with every other slot held by a run that does not
+    end, a task queued later still starts."""
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.start()
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def held(call: ToolInvocation) -> ToolResult:
+        started.append(call.task.id)
+        await release.wait()
+        return ToolResult()
+
+    principal = default_principal([tmp_path])
+    settings = WorkerSettings(concurrency=CONCURRENCY, lease_s=30.0)
+    worker = Worker(queue, builtin.build("subreaper").registry, lambda _: principal, held, settings)
+    await queue.submit([new_task(principal=principal.name) for _ in range(CONCURRENCY - 1)])
+    await worker.start()
+    try:
+        await eventually(_count(started), lambda n: n == CONCURRENCY - 1)
+        last = new_task(principal=principal.name)
+        await queue.submit([last])
+        await eventually(_count(started), lambda n: n == CONCURRENCY)
+        assert started[-1] == last.id
+    finally:
+        release.set()
+        await worker.stop()
+        await queue.close()
+
+
+def _count(items: list[str]) -> Callable[[], Awaitable[int]]:
+    async def probe() -> int:
+        return len(items)
+
+    return probe

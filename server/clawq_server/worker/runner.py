@@ -42,10 +42,15 @@ class _Running:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    """How a worker leases: concurrency, lease length, which tools, shutdown grace."""
+    """How a worker leases: concurrency, lease length, which tools, shutdown grace.
+
+    lease_gather_s: how long a busy worker with fewer than a quarter of its slots free
+    waits for more to free before leasing for the few it has.
+    """
 
     concurrency: int = 4
     lease_s: float = 30.0
+    lease_gather_s: float = 0.01
     tools: Collection[str] | None = None
     grace_s: float = 10.0
     worker_id: str = field(default_factory=lambda: f"w-{secrets.token_hex(4)}")
@@ -149,15 +154,24 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         lease_for = timedelta(seconds=self._settings.lease_s)
-        # Under load, lease once a quarter of the slots are free rather than for every
-        # slot that frees: a lease is a backend round trip whatever its size.
+        # Under load, a lease waits briefly for a quarter of the slots to be free rather
+        # than going out for every slot that frees: a lease is a backend round trip
+        # whatever its size. The wait is bounded, so long runs never keep a slot idle.
         batch = max(1, self._settings.concurrency // LEASE_BATCH_DIVISOR)
+        gathered = False
         while not self._stopping.is_set():
             free = self._settings.concurrency - len(self._running)
-            if free <= 0 or (free < batch and self._running):
+            if free <= 0:
                 self._slot.clear()
                 await self._slot.wait()
                 continue
+            if free < batch and self._running and not gathered:
+                self._slot.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot.wait(), self._settings.lease_gather_s)
+                gathered = True
+                continue
+            gathered = False
             try:
                 leases = await self._queue.lease(
                     self._settings.worker_id, self._settings.tools, free, lease_for, wait=1.0
