@@ -44,6 +44,11 @@ class Proc:
         """Everything it logged so far."""
         return self.log.read_text(errors="replace")
 
+    def pause(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT): freeze it where it is, holding whatever it holds."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL, and wait until it is gone."""
         if self.alive:

@@ -31,9 +31,20 @@ async def test_reads_in_flight_are_redelivered_to_another_worker(cluster: Cluste
             return sum(t.state == "SUCCEEDED" for t in done.values()) >= 100
 
         await wait_for(some_done, 30.0, "the first worker to get going")
+        held: list[str] = []
+
+        async def frozen_holding() -> bool:
+            # Frozen, the worker cannot finish what it holds; a completion it sent just
+            # before has landed by the second read.
+            first.pause()
+            await fetch(client, ids)
+            held[:] = [t.id for t in (await fetch(client, ids)).values() if t.state == "RUNNING"]
+            if not held:
+                first.pause(False)
+            return bool(held)
+
+        await wait_for(frozen_holding, 30.0, "the first worker to hold tasks in flight")
         await first.kill()
-        held = [t.id for t in (await fetch(client, ids)).values() if t.state == "RUNNING"]
-        assert held, "the killed worker held no task; nothing was in flight"
         await cluster.worker(concurrency=8)
         final = await settle(client, ids, 40.0)
     assert {t.state for t in final.values()} == {"SUCCEEDED"}
