@@ -21,8 +21,8 @@ class Recorder:
     A cache hit is answered at once; its task is written with the other hits of the
     next GATHER_S (one transaction or script call per batch, rather than a commit per hit
     competing with the next answers), so GetTask, ListTasks and the archive see it a
-    moment later. A batch the store refuses is logged and
-    dropped: the call is still in the audit log, and its answer was already given.
+    moment later. A batch the store refuses is logged and dropped: the call is still in
+    the audit log, and its answer was already given.
     """
 
     def __init__(self, queue: TaskQueue) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -128,3 +131,27 @@ async def submit_one(queue: TaskQueue, task: NewTask) -> SubmitOutcome:
     if isinstance(outcome, Exception):  # atomic submits raise rather than return errors
         raise outcome
     return outcome
+
+
+async def until_done(
+    look: Callable[[], Awaitable[Task]],
+    woken: asyncio.Event,
+    deadline: float,
+    poll_s: float,
+    *,
+    queued: bool = False,
+) -> Task:
+    """The task look() returns once it is terminal, or as it is at deadline (monotonic).
+
+    Looks again whenever woken is set, and every poll_s in case a wake-up was missed.
+    queued: the caller has just stored the task, so the first look is skipped.
+    """
+    while True:
+        if not queued:
+            woken.clear()
+            task = await look()
+            if task.done or deadline <= time.monotonic():
+                return task
+        queued = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), min(deadline - time.monotonic(), poll_s))

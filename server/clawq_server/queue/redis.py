@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -47,7 +48,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
-from clawq_server.queue.base import submit_one
+from clawq_server.queue.base import submit_one, until_done
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
@@ -199,7 +200,8 @@ class RedisQueue:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._events.watching(task_id) as woken:
-            return await self._wait_for(task_id, principal, deadline, woken)
+            look = partial(self._get_one, task_id, principal)
+            return await until_done(look, woken, deadline, POLL_S)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new record."""
@@ -207,30 +209,15 @@ class RedisQueue:
         with self._events.watching(task.id) as woken:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
-                return await self._wait_for(task.id, task.principal, deadline, woken, queued=True)
+                look = partial(self._get_one, task.id, task.principal)
+                return await until_done(look, woken, deadline, POLL_S, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
 
-    async def _wait_for(
-        self,
-        task_id: str,
-        principal: str | None,
-        deadline: float,
-        woken: asyncio.Event,
-        *,
-        queued: bool = False,
-    ) -> Task:
-        # queued: the caller has just stored the task, so the first read is skipped.
-        while True:
-            if not queued:
-                woken.clear()
-                found = await self.get_many([task_id], principal)
-                if not found:
-                    raise NotFound(f"task {task_id} not found")
-                if found[0].done or deadline <= time.monotonic():
-                    return found[0]
-            queued = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(deadline - time.monotonic(), POLL_S))
+    async def _get_one(self, task_id: str, principal: str | None) -> Task:
+        found = await self.get_many([task_id], principal)
+        if not found:
+            raise NotFound(f"task {task_id} not found")
+        return found[0]
 
     async def lease(
         self,

@@ -80,7 +80,7 @@ def record_args(tasks: Sequence[Task]) -> list[Arg]:
         args += (task.id, task.principal, task.tool, when, task.state.value, task.attempt)
         args += (epoch(task.started or finished), epoch(finished), record)
         args.append(_key_fields(task, when, task.max_attempts))
-        args += completion_args(Completion(task.result))[1:4]
+        args += result_args(task.result)
     return args
 
 
@@ -131,20 +131,25 @@ def complete_args(items: Sequence[CompleteItem], policy: RetryPolicy) -> list[Ar
 def completion_args(completion: Completion) -> list[Arg]:
     """The result and error values of one task in complete.lua's items."""
     result, error = completion.result, completion.error
-    out: list[Arg] = ["0", "", "", ""]
-    if result is not None:
-        meta = {
-            "truncated": result.truncated,
-            "stderr_truncated": result.stderr_truncated,
-            "exit_code": result.exit_code,
-            "signal": result.signal,
-            "payload": result.payload,
-            "cached": result.cached,
-        }
-        out = ["1", result.output, result.stderr, orjson.dumps(meta)]
+    out: list[Arg] = ["0" if result is None else "1", *result_args(result)]
     if error is None:
         return [*out, "", "", ""]
     return [*out, error.code, error.reason, error.message]
+
+
+def result_args(result: ToolResult | None) -> list[Arg]:
+    """A result's output, stderr and metadata JSON ("" for each without a result)."""
+    if result is None:
+        return ["", "", ""]
+    meta = {
+        "truncated": result.truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "payload": result.payload,
+        "cached": result.cached,
+    }
+    return [result.output, result.stderr, orjson.dumps(meta)]
 
 
 def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

@@ -30,7 +30,7 @@ from clawq_server.model import (
 from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
-from clawq_server.queue.base import submit_one
+from clawq_server.queue.base import submit_one, until_done
 from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
 
@@ -152,7 +152,8 @@ class SqliteQueue:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._watching(task_id) as woken:
-            return await self._wait_for(task_id, principal, deadline, woken)
+            look = partial(self._look, task_id, principal)
+            return await until_done(look, woken, deadline, FALLBACK_POLL_S)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new row."""
@@ -160,7 +161,8 @@ class SqliteQueue:
         with self._watching(task.id) as woken:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
-                return await self._wait_for(task.id, task.principal, deadline, woken, queued=True)
+                look = partial(self._look, task.id, task.principal)
+                return await until_done(look, woken, deadline, FALLBACK_POLL_S, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
 
     @contextlib.contextmanager
@@ -177,28 +179,8 @@ class SqliteQueue:
                     del self._waiters[task_id]
                     self._finished.pop(task_id, None)
 
-    async def _wait_for(
-        self,
-        task_id: str,
-        principal: str | None,
-        deadline: float,
-        woken: asyncio.Event,
-        *,
-        queued: bool = False,
-    ) -> Task:
-        # queued: the caller has just stored the task, so the first read is skipped.
-        while True:
-            if not queued:
-                woken.clear()
-                task = self._finished_for(task_id, principal) or await self._get_one(
-                    task_id, principal
-                )
-                if task.done or deadline <= time.monotonic():
-                    return task
-            queued = False
-            pause = min(deadline - time.monotonic(), FALLBACK_POLL_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), pause)
+    async def _look(self, task_id: str, principal: str | None) -> Task:
+        return self._finished_for(task_id, principal) or await self._get_one(task_id, principal)
 
     def _finished_for(self, task_id: str, principal: str | None) -> Task | None:
         task = self._finished.get(task_id)

@@ -152,20 +152,21 @@ class HybridQueue:
         try:
             return await self.live.wait(task_id, principal, timeout)
         except NotFound:
-            found = await self.archive.get_many([task_id], principal)
-            if not found:
-                raise
-            return found[0]
+            return await self._archived(task_id, principal)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store in Redis and wait there; a task archived meanwhile is read from the archive."""
         try:
             return await self.live.submit_and_wait(task, timeout)
         except NotFound:
-            found = await self.archive.get_many([task.id], task.principal)
-            if not found:
-                raise
-            return found[0]
+            return await self._archived(task.id, task.principal)
+
+    async def _archived(self, task_id: str, principal: str | None) -> Task:
+        """The archived task, or the NotFound of a task no store holds."""
+        found = await self.archive.get_many([task_id], principal)
+        if not found:
+            raise NotFound(f"task {task_id} not found")
+        return found[0]
 
     async def lease(
         self,
