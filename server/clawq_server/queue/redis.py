@@ -77,6 +77,8 @@ POLL_S = 1.0
 # How often the sweeper removes idle consumers from the ready streams' groups.
 TIDY_EVERY_S = 60.0
 MAX_PAGE = 1000
+# Tasks read per script call: bounds how long one read keeps Redis busy.
+GET_CHUNK = 1000
 
 
 class RedisQueue:
@@ -167,14 +169,10 @@ class RedisQueue:
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
-        if not ids:
-            return []
-        with translated():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for task_id in ids:
-                    pipe.hgetall(self.keys.task(task_id))
-                records: list[dict[bytes, bytes]] = await pipe.execute()
-        tasks = [to_task(fields) for fields in records if fields]
+        tasks: list[Task] = []
+        for start in range(0, len(ids), GET_CHUNK):
+            records = await self._eval(self._scripts.get, list(ids[start : start + GET_CHUNK]))
+            tasks += [to_task(pairs(flat)) for flat in records if flat]
         return [t for t in tasks if principal is None or t.principal == principal]
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:

@@ -32,6 +32,7 @@ _NAMES = (
     "list",
     "tidy",
     "record",
+    "get",
 )
 
 
@@ -62,6 +63,7 @@ class Scripts:
     list: AsyncScript
     tidy: AsyncScript
     record: AsyncScript
+    get: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:
