@@ -52,8 +52,8 @@ class Policy:
         return self.config.principals.get(name)
 
 
-def open_queue(config: Config) -> TaskQueue:
-    """The queue backend named by config.backend_url."""
+def open_queue(config: Config, *, serve: bool = True) -> TaskQueue:
+    """The queue backend named by config.backend_url; serve: the process answers clients."""
     url = config.backend_url
     retry = RetryPolicy()
     if url.startswith("sqlite://"):
@@ -61,7 +61,7 @@ def open_queue(config: Config) -> TaskQueue:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteQueue(path, retry=retry, max_queued=config.max_queued)
     if is_redis(url):
-        return _redis_queue(config, retry)
+        return _redis_queue(config, retry, watch_results=serve)
     raise InvalidArgument.field("backend", f"unsupported backend URL {url!r}")
 
 
@@ -86,7 +86,7 @@ def split_archive(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(options))), archive
 
 
-def _redis_queue(config: Config, retry: RetryPolicy) -> TaskQueue:
+def _redis_queue(config: Config, retry: RetryPolicy, *, watch_results: bool) -> TaskQueue:
     """A Redis queue; with ``?archive=PATH`` in the URL, finished tasks are also kept in a
     SQLite archive, so they outlive Redis retention (redis-py refuses unknown URL options,
     hence the option is taken out first)."""
@@ -97,6 +97,7 @@ def _redis_queue(config: Config, retry: RetryPolicy) -> TaskQueue:
         retry=retry,
         max_queued=config.max_queued,
         archive=bool(archive),
+        watch_results=watch_results,
     )
     if not archive:
         return live
@@ -144,7 +145,7 @@ async def build_app(
     if serve:
         check_bind(config)
     policy = Policy(config)
-    queue = open_queue(config)
+    queue = open_queue(config, serve=serve)
     await queue.start()
     audit: AuditLog | None = None
     sink: AuditSink = NullAudit()

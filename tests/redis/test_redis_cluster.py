@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis.asyncio
 
 from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Completion, TaskState, ToolResult
@@ -43,6 +44,32 @@ async def test_submit_on_one_server_wakes_a_lease_waiting_on_another(
     task = new_task()
     started = time.monotonic()
     await front.submit([task])
+    [held] = await asyncio.wait_for(waiting, 5.0)
+    assert held.task.id == task.id
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_worker_only_queue_hears_new_work_but_not_every_completion(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """watch_results=False subscribes to the work channel only: a worker process is not
+    sent a message for every task any worker finishes; a serving queue hears both."""
+    worker = await make_redis_queue(watch_results=False)
+    serving = await make_redis_queue()
+    channels = (worker.keys.events, worker.keys.done)
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        async with asyncio.timeout(5.0):
+            # Subscriptions are Redis's state: there is nothing local to wait on.
+            while dict(await client.pubsub_numsub(*channels)) != {  # noqa: ASYNC110
+                channels[0].encode(): 2,
+                channels[1].encode(): 1,
+            }:
+                await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(worker.lease("w1", None, 1, LONG, wait=10.0))
+    await asyncio.sleep(0.1)
+    task = new_task()
+    started = time.monotonic()
+    await serving.submit([task])
     [held] = await asyncio.wait_for(waiting, 5.0)
     assert held.task.id == task.id
     assert time.monotonic() - started < 0.5

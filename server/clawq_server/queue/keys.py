@@ -46,8 +46,13 @@ class QueueKeys:
 
     @property
     def events(self) -> str:
-        """The pub/sub channel of transitions: new work, terminal tasks, cancel requests."""
+        """The pub/sub channel of new work and cancel requests (what workers listen to)."""
         return f"{self.base}:events"
+
+    @property
+    def done(self) -> str:
+        """The pub/sub channel of tasks that became terminal (what waiters listen to)."""
+        return f"{self.base}:done"
 
     @property
     def delayed(self) -> str:

@@ -88,7 +88,9 @@ class RedisQueue:
     (connections are health-checked, time out after socket_timeout and are not retried,
     so an outage surfaces as BackendUnavailable within the caller's deadline and the
     pool reconnects once Redis is back), one pub/sub subscriber, and a sweeper that
-    settles expired leases and due delayed tasks every sweep_interval seconds.
+    settles expired leases and due delayed tasks every sweep_interval seconds. With
+    watch_results off (a process that only runs workers), waits learn of results only by
+    their periodic re-read.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class RedisQueue:
         sweep_interval: float = 1.0,
         archive: bool = False,
         consumer_idle: timedelta = timedelta(hours=1),
+        watch_results: bool = True,
     ) -> None:
         self.keys = QueueKeys(prefix, queue)
         self._archiving = "1" if archive else "0"
@@ -116,7 +119,10 @@ class RedisQueue:
         self._pool = open_pool(url, pool_size, socket_timeout)
         self._client = Redis(connection_pool=self._pool)
         self._scripts = Scripts.register(self._client)
-        self._events = Events(self._client, self.keys.events)
+        # A worker-only process waits on no task: it skips the terminal-task messages,
+        # which arrive for every completion of every worker.
+        channels = [self.keys.events, self.keys.done] if watch_results else [self.keys.events]
+        self._events = Events(self._client, channels)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.

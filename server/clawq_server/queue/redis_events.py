@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -17,17 +17,17 @@ RECONNECT_S = 0.5
 
 
 class Events:
-    """Listens on the queue's channel and sets the asyncio events of local waiters.
+    """Listens on the queue's channels and sets the asyncio events of local waiters.
 
-    Messages: ``w`` (new work), ``t <id> <id> ...`` (tasks became terminal),
-    ``c <id>`` (cancel requested). A message lost while the subscriber reconnects is
-    covered by the waiters' own periodic re-read; after a reconnect every waiter is
-    woken once so it re-reads at once.
+    Messages: ``w`` (new work) and ``c <id>`` (cancel requested) on the work channel,
+    ``t <id> <id> ...`` (tasks became terminal) on the done channel. A message lost while
+    the subscriber reconnects is covered by the waiters' own periodic re-read; after a
+    reconnect every waiter is woken once so it re-reads at once.
     """
 
-    def __init__(self, client: Redis, channel: str) -> None:
+    def __init__(self, client: Redis, channels: Sequence[str]) -> None:
         self._client = client
-        self._channel = channel
+        self._channels = channels
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +98,7 @@ class Events:
     async def _listen(self) -> None:
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            await pubsub.subscribe(*self._channels)
             # Anything published while we were away is only seen by re-reading.
             self._wake_all()
             while not self._stopping:

@@ -24,6 +24,7 @@ local COUNTS = B .. ':counts'
 local ACTIVE = B .. ':active'
 local LEVELS = B .. ':levels'
 local EVENTS = B .. ':events'
+local DONE = B .. ':done'
 local ARCHIVE = B .. ':archive'
 local IDX_ALL = B .. ':idx:all'
 -- Members per variadic call: well under Lua's C stack limit for unpack().
@@ -184,7 +185,7 @@ local function notify()
   write_moves()
   if ev.work then redis.call('PUBLISH', EVENTS, 'w') end
   if #ev.done > 0 then
-    redis.call('PUBLISH', EVENTS, 't ' .. table.concat(ev.done, ' '))
+    redis.call('PUBLISH', DONE, 't ' .. table.concat(ev.done, ' '))
     if ARCHIVING then redis.call('XADD', ARCHIVE, '*', 'ids', table.concat(ev.done, ' ')) end
   end
 end
