@@ -173,9 +173,12 @@ async def load(call: Callable[[], Awaitable[object]], total: int, in_flight: int
             sample.latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    async with asyncio.TaskGroup() as group:
-        for _ in range(in_flight):
-            group.create_task(caller())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(in_flight):
+                group.create_task(caller())
+    except ExceptionGroup as failed:  # the table names the call's own error, not the group
+        raise failed.exceptions[0] from failed
     sample.elapsed = time.perf_counter() - started
     return sample
 
