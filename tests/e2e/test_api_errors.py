@@ -167,6 +167,23 @@ async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceAsyncStu
     assert rich(caught.value).fields == ["page_token"]
 
 
+async def test_negative_wait_timeouts_are_invalid(stub: ts_grpc.TaskServiceAsyncStub) -> None:
+    """Execute and WaitTask refuse a negative timeout, even one of nanoseconds only,
+    naming the field; nothing is stored."""
+    call = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    for timeout in (Duration(seconds=-1), Duration(nanos=-1)):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Execute(ts.ExecuteRequest(call=call, timeout=timeout))
+        assert (rich(caught.value).code, rich(caught.value).fields) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["timeout"],
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.WaitTask(ts.WaitTaskRequest(task_id="0" * 32, timeout=timeout))
+        assert rich(caught.value).fields == ["timeout"]
+    assert await _count(stub) == 0
+
+
 async def test_unknown_task_is_not_found(stub: ts_grpc.TaskServiceAsyncStub) -> None:
     """GetTask of an id that does not exist is NOT_FOUND with reason TASK_NOT_FOUND."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:

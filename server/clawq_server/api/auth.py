@@ -43,7 +43,7 @@ class Authenticator:
             if name is None:
                 raise Unauthenticated("invalid bearer token")
             return name
-        subject = _peer_subject(context)
+        subject = _peer_subject(context) if auth.subjects else ""
         if subject and subject in auth.subjects:
             return auth.subjects[subject]
         if auth.anonymous:

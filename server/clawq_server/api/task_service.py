@@ -69,7 +69,7 @@ def _wait_budget(context: Ctx, requested: float | None) -> float:
 def _requested_timeout(request: ts.WaitTaskRequest | ts.ExecuteRequest) -> float | None:
     if not request.HasField("timeout"):
         return None
-    value = request.timeout.ToTimedelta().total_seconds()
+    value = request.timeout.seconds + request.timeout.nanos / 1e9
     if value < 0:
         raise InvalidArgument.field("timeout", "must not be negative")
     return value

@@ -24,8 +24,9 @@ class ResultCache(Protocol):
 class Entry:
     """One stored result and the fingerprint it was computed under.
 
-    ``id`` tells successive results under one key apart, so a host's own proof of an older
-    result never vouches for a newer one.
+    ``result`` is held as a hit serves it (marked cached). ``id`` tells successive results
+    under one key apart, so a host's own proof of an older result never vouches for a
+    newer one.
     """
 
     key: str

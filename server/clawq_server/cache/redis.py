@@ -69,6 +69,7 @@ def decode(data: bytes) -> Entry | None:
         exit_code=h["exit_code"],
         signal=h["signal"],
         payload=h["payload"],
+        cached=True,
     )
     stamp = tuple(h["stamp"]) if h["stamp"] is not None else None
     root = tuple(h["root"])

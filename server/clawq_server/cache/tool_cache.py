@@ -104,7 +104,7 @@ class ToolCache:
         if entry is None:
             return None
         self._store.count(task.tool, hit=True)
-        return finished_task(task, args, replace(entry.result, cached=True))
+        return finished_task(task, args, entry.result)
 
     async def run(
         self, tool: Tool, args: JsonObject, principal: Principal, compute: Compute
@@ -120,7 +120,7 @@ class ToolCache:
         entry = await self._fresh(target)
         self._store.count(tool.name, hit=entry is not None)
         if entry is not None:
-            return replace(entry.result, cached=True)
+            return entry.result
         return await self._single_flight(target, compute)
 
     async def invalidate_write(self, principal: Principal, args: JsonObject) -> int:
@@ -241,7 +241,8 @@ class ToolCache:
         if size > self._config.max_entry_bytes:
             return False
         entry = Entry(
-            target.key, target.tool, target.kind.value, target.path, result, size,
+            target.key, target.tool, target.kind.value, target.path,
+            replace(result, cached=True), size,
             proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8),
         )  # fmt: skip
         if self._watcher is None and target.kind is not Kind.OPAQUE:
