@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -137,7 +137,7 @@ class Validation:
     async def __call__(self, call: ToolInvocation, next: Next) -> ToolResult:
         """Run with validated arguments."""
         args = self._registry.validate(call.tool.name, call.args)
-        return await next(replace(call, args=args))
+        return await next(ToolInvocation(call.task, call.tool, args, call.ctx))
 
 
 class Timeout:
