@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis
 
-from benchmarks.bench_e2e import end_to_end
+from benchmarks.bench_e2e import WORKER_CONCURRENCY, end_to_end
 from benchmarks.bench_latency import execute_ok, execute_request
 from benchmarks.bench_submit import clawq_stream
 from benchmarks.harness import Figure, Status, Target, load, median_latency, median_of, rate
@@ -39,7 +39,6 @@ PEERS = {
     "SAQ": ("saq_peer", "SaqPeer", ""),
     "arq": ("", "", ""),
 }
-WORKER_CONCURRENCY = 16
 BEST = "end to end: clawq vs the best peer, one worker process each"
 ROUND_TRIP = "Execute (uncached) round trip p50 vs SAQ enqueue + wait p50, 1 in flight"
 Numbers = dict[str, float]
@@ -209,7 +208,7 @@ def summary(mine: Numbers, peers: dict[str, Numbers]) -> list[Figure]:
         best = max(peers, key=lambda p: peers[p]["e2e"])
         lines.append(Figure.measured(
             BEST, mine["e2e"], "tasks/s", baseline=(best, peers[best]["e2e"]), target=Target(2.0),
-            note="clawq: server + 1 `clawq worker` process on Redis",
+            note=f"clawq: server + 1 `clawq worker` process on Redis, {WORKER_CONCURRENCY} at once",
         ))  # fmt: skip
     else:
         lines.append(Figure.failed(BEST, Status.ERROR, "no peer could be measured"))
