@@ -13,8 +13,8 @@ from benchmarks.payloads import stream_requests, stub, submit_stream
 from benchmarks.services import Context, Group, no_cache_config, server_args, worker_args
 from benchmarks.services import clawq as clawq_process
 
-# Tasks one worker process runs at once: taskiq, the fastest peer, runs up to 100 by default.
-WORKER_CONCURRENCY = 64
+# Tasks one worker process runs at once: as many as taskiq, the fastest peer, runs by default.
+WORKER_CONCURRENCY = 100
 REDIS = "End to end, Redis: server + 1 `clawq worker` process"
 SQLITE = "End to end, SQLite: embedded server, in-process worker"
 
