@@ -75,6 +75,35 @@ async def test_a_worker_only_queue_hears_new_work_but_not_every_completion(
     assert time.monotonic() - started < 0.5
 
 
+async def _evals(client: redis.asyncio.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_lease_after_one_that_emptied_the_queue_waits_for_work_before_asking(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """A lease that got fewer tasks than it asked for took every ready one: the next lease
+    waits for new work before it calls Redis, then takes it with one script call."""
+    queue = await make_redis_queue(sweep_interval=0)  # no sweeper scripts in the count
+    await queue.submit([new_task()])
+    assert len(await queue.lease("w1", None, 4, LONG)) == 1
+    # A lease that waits out its time: the submit's own wake-up (and the subscriber's first
+    # one) reach this process meanwhile, so none is pending when the count starts.
+    assert await queue.lease("w1", None, 4, LONG, wait=0.5) == []
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        before = await _evals(client)
+        waiting = asyncio.create_task(queue.lease("w1", None, 4, LONG, wait=10.0))
+        # Time for a lease that asks at once to do so; a waiting one makes no call.
+        await asyncio.sleep(0.2)
+        assert await _evals(client) == before
+        task = new_task()
+        await queue.submit([task])
+        [held] = await asyncio.wait_for(waiting, 5.0)
+        assert held.task.id == task.id
+        assert await _evals(client) == before + 2  # the submit and one lease
+
+
 async def test_redis_restart_is_unavailable_then_recovers(
     make_redis_queue: MakeRedisQueue, private_redis: RedisServer
 ) -> None:

@@ -49,6 +49,7 @@ from clawq_server.model import (
     TaskState,
 )
 from clawq_server.queue.base import submit_one, until_done
+from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
@@ -127,6 +128,7 @@ class RedisQueue:
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.
         self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
+        self._drained = Drained(POLL_S)
 
     async def start(self) -> None:
         """Check Redis answers, then start the subscriber and the sweeper."""
@@ -237,6 +239,8 @@ class RedisQueue:
         deadline = time.monotonic() + max(wait, 0.0)
         names = sorted(set(tools)) if tools is not None else None
         tool_args: list[Any] = [-1] if names is None else [len(names), *names]
+        key = tool_key(tools)
+        await self._drained.settle(key, wait)
         while True:
             signal = self._events.work  # replaced on every notification, so none is missed
             now = time.time()
@@ -244,15 +248,20 @@ class RedisQueue:
             expires = now + lease_for.total_seconds()
             args = [worker_id, limit, token, repr(expires), *tool_args]
             reply = await self._eval(self._scripts.lease, args, now=now)
+            due = float(reply[0]) if reply[0] else None
             remaining = deadline - time.monotonic()
             if len(reply) > 1 or remaining <= 0:
+                if len(reply) - 1 < limit:
+                    self._drained.note(key, signal, due)
+                else:
+                    self._drained.forget(key)
                 until = datetime.fromtimestamp(expires, UTC)
                 held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
                 held.sort(key=lambda pair: (-pair[0].priority, pair[1]))
                 return [Lease(task=task, token=token, expires=until) for task, _ in held]
             pause = min(remaining, POLL_S)
-            if reply[0]:
-                pause = min(pause, max(float(reply[0]) - time.time(), 0.001))
+            if due is not None:
+                pause = min(pause, max(due - time.time(), 0.001))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), pause)
 

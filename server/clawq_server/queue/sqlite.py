@@ -31,6 +31,7 @@ from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
 from clawq_server.queue.base import submit_one, until_done
+from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
 
@@ -84,6 +85,7 @@ class SqliteQueue:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._finished: dict[str, Task] = {}  # final rows of watched tasks, from their commit
         self._work = asyncio.Event()
+        self._drained = Drained(FALLBACK_POLL_S)
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[object]] = set()
 
@@ -198,6 +200,8 @@ class SqliteQueue:
     ) -> list[Lease]:
         """Claim up to limit ready tasks, waiting up to wait seconds for one."""
         deadline = time.monotonic() + max(wait, 0.0)
+        key = tool_key(tools)
+        await self._drained.settle(key, wait)
         while True:
             signal = self._work  # replaced on every notification, so none is missed
             now = time.time()
@@ -215,6 +219,10 @@ class SqliteQueue:
             tasks, next_due = await self._claim(op, token)
             remaining = deadline - time.monotonic()
             if tasks or remaining <= 0:
+                if len(tasks) < limit:
+                    self._drained.note(key, signal, next_due)
+                else:
+                    self._drained.forget(key)
                 until = datetime.fromtimestamp(expires, UTC)
                 return [Lease(task=t, token=token, expires=until) for t in tasks]
             pause = min(remaining, FALLBACK_POLL_S)

@@ -75,7 +75,7 @@ def lease(
     token: str,
     worker_id: str,
 ) -> tuple[list[Task], float | None]:
-    """Claim up to limit ready tasks; with none, also when the next one may be ready."""
+    """Claim up to limit ready tasks; with fewer, also when the next one may be ready."""
     reclaim_expired(conn, fx, now)
     if limit <= 0 or (tools is not None and not tools):
         return [], None
@@ -92,9 +92,9 @@ def lease(
     tasks = sorted(
         (row_to_task(row) for row in rows), key=lambda t: (-t.priority, t.not_before, t.created)
     )
-    if tasks:
+    if len(tasks) == limit:
         return tasks, None
-    return [], _next_due(conn, tool_sql, tool_params)
+    return tasks, _next_due(conn, tool_sql, tool_params)
 
 
 def _tool_filter(tools: Collection[str] | None) -> tuple[str, tuple[str, ...]]:

@@ -1,8 +1,8 @@
 -- Hands out up to ARGV[5] ready tasks, highest priority first, oldest entry first within
 -- a priority. ARGV[4] consumer (worker id), ARGV[6] token, ARGV[7] lease expiry,
 -- ARGV[8] tool count (-1: any tool), then the tool names.
--- Returns {next_due, task fields...}: next_due ('' if none) only matters when no task
--- was leased; each task is the flat HGETALL of its record.
+-- Returns {next_due, task fields...}: next_due ('' if none, and when all asked for were
+-- leased) is when a task may next be ready; each task is the flat HGETALL of its record.
 local consumer, limit, token, lexp = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local ntools = tonumber(ARGV[8])
 local wanted = nil
@@ -116,7 +116,7 @@ end
 record_starts()
 notify()
 local due = ''
-if #leased == 0 then due = next_due() end
+if #leased < limit then due = next_due() end
 local out = {due}
 for _, fields in ipairs(leased) do out[#out + 1] = fields end
 return out

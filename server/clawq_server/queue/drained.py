@@ -1,0 +1,51 @@
+"""What the last lease that emptied the queue saw, so the next one need not ask again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Collection
+
+ToolKey = frozenset[str] | None
+
+
+def tool_key(tools: Collection[str] | None) -> ToolKey:
+    """The key of a lease's tool filter (None: every tool)."""
+    return None if tools is None else frozenset(tools)
+
+
+class Drained:
+    """Per tool filter: the work signal a lease that got fewer tasks than it asked for was
+    made under, and when a task may next fall due (a delayed task, an expiring lease).
+
+    That lease took every ready task of its tools. Until the signal is set (new, requeued
+    or released work) or the due time passes, the backend has nothing more for them: the
+    next lease waits for either before asking, instead of spending a round trip (and the
+    CPU of the worker that has just started what it got) on an empty answer.
+    """
+
+    def __init__(self, poll_s: float) -> None:
+        self._poll_s = poll_s
+        self._seen: dict[ToolKey, tuple[asyncio.Event, float | None]] = {}
+
+    def note(self, key: ToolKey, signal: asyncio.Event, due: float | None) -> None:
+        """A lease under signal found no more ready tasks of key's tools."""
+        self._seen[key] = (signal, due)
+
+    def forget(self, key: ToolKey) -> None:
+        """A lease got all it asked for: there may be more."""
+        self._seen.pop(key, None)
+
+    async def settle(self, key: ToolKey, wait: float) -> None:
+        """Wait, at most wait seconds, until asking the backend again may find a task."""
+        seen = self._seen.pop(key, None)
+        if seen is None or wait <= 0:
+            return
+        signal, due = seen
+        pause = min(wait, self._poll_s)
+        if due is not None:
+            pause = min(pause, due - time.time())
+        if pause > 0 and not signal.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), pause)
