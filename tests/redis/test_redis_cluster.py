@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio
 
 from clawq_server.errors import BackendUnavailable
-from clawq_server.model import Completion, TaskState, ToolResult
+from clawq_server.model import Completion, RetryPolicy, TaskError, TaskState, ToolResult
 from tests.contract.helpers import new_task
 from tests.redis_support import MakeRedisQueue, RedisServer
 
@@ -85,7 +85,8 @@ async def test_a_lease_after_one_that_emptied_the_queue_waits_for_work_before_as
 ) -> None:
     """A lease that got fewer tasks than it asked for took every ready one: the next lease
     waits for new work before it calls Redis, then takes it with one script call."""
-    queue = await make_redis_queue(sweep_interval=0)  # no sweeper scripts in the count
+    # No sweeper scripts in the count, and no periodic re-read within the test.
+    queue = await make_redis_queue(sweep_interval=0, poll_s=30.0)
     await queue.submit([new_task()])
     assert len(await queue.lease("w1", None, 4, LONG)) == 1
     # A lease that waits out its time: the submit's own wake-up (and the subscriber's first
@@ -102,6 +103,27 @@ async def test_a_lease_after_one_that_emptied_the_queue_waits_for_work_before_as
         [held] = await asyncio.wait_for(waiting, 5.0)
         assert held.task.id == task.id
         assert await _evals(client) == before + 2  # the submit and one lease
+
+
+async def test_a_retry_put_back_with_a_backoff_wakes_a_waiting_lease(
+    make_redis_queue: MakeRedisQueue,
+) -> None:
+    """A retry delayed by its backoff is announced like a delayed submit, so a lease
+    waiting after one that emptied the queue re-reads when it falls due (no sweeper and
+    no periodic re-read here to find it otherwise)."""
+    retry = RetryPolicy(base_delay=timedelta(milliseconds=100))
+    queue = await make_redis_queue(sweep_interval=0, poll_s=30.0, retry=retry)
+    task = new_task()
+    await queue.submit([task])
+    [held] = await queue.lease("w1", None, 4, LONG)
+    # A lease that waits out its time: the submit's own wake-up (and the subscriber's first
+    # one) reach this process meanwhile, so the next lease's wake-up can only be the retry.
+    assert await queue.lease("w1", None, 4, LONG, wait=0.5) == []
+    error = TaskError("UNAVAILABLE", "FLAKY", "try again")
+    state = await queue.complete(task.id, held.token, Completion(error=error, retryable=True))
+    assert state is TaskState.QUEUED
+    [again] = await asyncio.wait_for(queue.lease("w1", None, 4, LONG, wait=20.0), 5.0)
+    assert (again.task.id, again.task.attempt) == (task.id, 2)
 
 
 async def test_redis_restart_is_unavailable_then_recovers(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from clawq_server.model import Lease
-from clawq_server.queue.drained import Drained, tool_key
+from clawq_server.queue.drained import MAX_NOTES, Drained, tool_key
 from clawq_server.queue.sqlite import Claimed, SqliteQueue
 from clawq_server.queue.sqlite_db import WriteOp
 from tests.contract.helpers import new_task
@@ -44,6 +44,18 @@ async def test_settle_returns_at_once_without_a_note_for_those_tools() -> None:
     await asyncio.wait_for(drained.settle(tool_key(None), wait=0.0), 0.5)
 
 
+async def test_an_old_note_or_one_pushed_out_is_not_waited_on() -> None:
+    """A note older than the poll interval is stale; notes are bounded in number."""
+    drained = Drained(poll_s=0.05)
+    drained.note(tool_key(None), asyncio.Event(), None)
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(drained.settle(tool_key(None), wait=10.0), 0.5)
+    drained = Drained(poll_s=10.0)
+    for i in range(MAX_NOTES + 1):
+        drained.note(tool_key([f"tool{i}"]), asyncio.Event(), None)
+    await asyncio.wait_for(drained.settle(tool_key(["tool0"]), wait=10.0), 0.5)
+
+
 async def test_settle_ends_at_the_due_time() -> None:
     """A task falling due (delayed, or a lease expiring) ends the wait without a signal."""
     drained = Drained(poll_s=10.0)
@@ -65,7 +77,7 @@ async def test_sqlite_lease_after_a_short_one_waits_for_work_before_asking(
     tmp_path: Path,
 ) -> None:
     """On SQLite too, the lease after one that emptied the queue runs one transaction."""
-    queue = CountingQueue(tmp_path / "q.db")
+    queue = CountingQueue(tmp_path / "q.db", poll_s=30.0)  # no periodic re-read in the test
     await queue.start()
     try:
         await queue.submit([new_task()])

@@ -8,6 +8,7 @@ import time
 from collections.abc import Collection
 
 ToolKey = frozenset[str] | None
+MAX_NOTES = 64
 
 
 def tool_key(tools: Collection[str] | None) -> ToolKey:
@@ -27,11 +28,16 @@ class Drained:
 
     def __init__(self, poll_s: float) -> None:
         self._poll_s = poll_s
-        self._seen: dict[ToolKey, tuple[asyncio.Event, float | None]] = {}
+        # (signal, due, noted at): a note older than poll_s is not trusted (a wait that
+        # long re-reads anyway). Bounded: any worker may lease under any tool filter.
+        self._seen: dict[ToolKey, tuple[asyncio.Event, float | None, float]] = {}
 
     def note(self, key: ToolKey, signal: asyncio.Event, due: float | None) -> None:
         """A lease under signal found no more ready tasks of key's tools."""
-        self._seen[key] = (signal, due)
+        self._seen.pop(key, None)
+        self._seen[key] = (signal, due, time.monotonic())
+        if len(self._seen) > MAX_NOTES:
+            del self._seen[next(iter(self._seen))]
 
     def forget(self, key: ToolKey) -> None:
         """A lease got all it asked for: there may be more."""
@@ -42,8 +48,8 @@ class Drained:
         seen = self._seen.pop(key, None)
         if seen is None or wait <= 0:
             return
-        signal, due = seen
-        pause = min(wait, self._poll_s)
+        signal, due, noted = seen
+        pause = min(wait, noted + self._poll_s - time.monotonic())
         if due is not None:
             pause = min(pause, due - time.time())
         if pause > 0 and not signal.is_set():

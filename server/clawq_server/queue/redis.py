@@ -91,7 +91,7 @@ class RedisQueue:
     pool reconnects once Redis is back), one pub/sub subscriber, and a sweeper that
     settles expired leases and due delayed tasks every sweep_interval seconds. With
     watch_results off (a process that only runs workers), waits learn of results only by
-    their periodic re-read.
+    their periodic re-read, every poll_s seconds.
     """
 
     def __init__(
@@ -109,6 +109,7 @@ class RedisQueue:
         archive: bool = False,
         consumer_idle: timedelta = timedelta(hours=1),
         watch_results: bool = True,
+        poll_s: float = POLL_S,
     ) -> None:
         self.keys = QueueKeys(prefix, queue)
         self._archiving = "1" if archive else "0"
@@ -128,7 +129,8 @@ class RedisQueue:
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.
         self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
-        self._drained = Drained(POLL_S)
+        self._poll_s = poll_s
+        self._drained = Drained(poll_s)
 
     async def start(self) -> None:
         """Check Redis answers, then start the subscriber and the sweeper."""
@@ -207,7 +209,7 @@ class RedisQueue:
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._events.watching(task_id) as woken:
             look = partial(self._get_one, task_id, principal)
-            return await until_done(look, woken, deadline, POLL_S)
+            return await until_done(look, woken, deadline, self._poll_s)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new record."""
@@ -216,7 +218,7 @@ class RedisQueue:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
                 look = partial(self._get_one, task.id, task.principal)
-                return await until_done(look, woken, deadline, POLL_S, queued=True)
+                return await until_done(look, woken, deadline, self._poll_s, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
 
     async def _get_one(self, task_id: str, principal: str | None) -> Task:
@@ -259,7 +261,7 @@ class RedisQueue:
                 held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
                 held.sort(key=lambda pair: (-pair[0].priority, pair[1]))
                 return [Lease(task=task, token=token, expires=until) for task, _ in held]
-            pause = min(remaining, POLL_S)
+            pause = min(remaining, self._poll_s)
             if due is not None:
                 pause = min(pause, max(due - time.time(), 0.001))
             with contextlib.suppress(TimeoutError):

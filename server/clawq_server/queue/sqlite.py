@@ -54,7 +54,7 @@ class SqliteQueue:
     a batch of submissions costs one thread hop and one commit. Reads go to a small
     pool of reader threads, each with its own connection (WAL lets them run beside
     the writer). Waiters and idle workers are woken in process by the commits this
-    queue makes, and re-check every FALLBACK_POLL_S for other processes' commits.
+    queue makes, and re-check every poll_s for other processes' commits.
 
     Args:
         path: the database file, created with its schema if missing.
@@ -64,6 +64,7 @@ class SqliteQueue:
         sweep_interval: seconds between sweeps for expired leases (0: only when leasing).
         busy_timeout: seconds to wait for another process's lock before
             BackendUnavailable.
+        poll_s: the longest a waiter or an idle worker goes without re-reading.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class SqliteQueue:
         *,
         sweep_interval: float = 1.0,
         busy_timeout: float = 5.0,
+        poll_s: float = FALLBACK_POLL_S,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is older than 3.35")
@@ -85,7 +87,8 @@ class SqliteQueue:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._finished: dict[str, Task] = {}  # final rows of watched tasks, from their commit
         self._work = asyncio.Event()
-        self._drained = Drained(FALLBACK_POLL_S)
+        self._poll_s = poll_s
+        self._drained = Drained(poll_s)
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[object]] = set()
 
@@ -155,7 +158,7 @@ class SqliteQueue:
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._watching(task_id) as woken:
             look = partial(self._look, task_id, principal)
-            return await until_done(look, woken, deadline, FALLBACK_POLL_S)
+            return await until_done(look, woken, deadline, self._poll_s)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new row."""
@@ -164,7 +167,7 @@ class SqliteQueue:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
                 look = partial(self._look, task.id, task.principal)
-                return await until_done(look, woken, deadline, FALLBACK_POLL_S, queued=True)
+                return await until_done(look, woken, deadline, self._poll_s, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
 
     @contextlib.contextmanager
@@ -225,7 +228,7 @@ class SqliteQueue:
                     self._drained.forget(key)
                 until = datetime.fromtimestamp(expires, UTC)
                 return [Lease(task=t, token=token, expires=until) for t in tasks]
-            pause = min(remaining, FALLBACK_POLL_S)
+            pause = min(remaining, self._poll_s)
             if next_due is not None:
                 pause = min(pause, max(next_due - time.time(), 0.001))
             with contextlib.suppress(TimeoutError):

@@ -150,6 +150,7 @@ local function to_queue(t, not_before)
   redis.call('HINCRBY', COUNTS, 'queued', 1)
   if not_before > NOW then
     redis.call('ZADD', DELAYED, not_before, t.id)
+    ev.work = true  -- as for a delayed submit: waiting workers re-read when it is due
   else
     to_stream(t)
   end
