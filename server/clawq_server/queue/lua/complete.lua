@@ -11,7 +11,8 @@ local function complete_one(o)
   if not t or t.state ~= 'RUNNING' or t.token ~= ARGV[o + 2] then return 'LOST' end
   local retryable = ARGV[o + 3] == '1'
   local failed = ARGV[o + 9] ~= ''
-  -- The outcome's fields in one HSET; the lease's and the stale ones in one HDEL.
+  -- The outcome's fields are written with the new state; the lease's and the stale ones
+  -- go in one HDEL.
   local set = {}
   local stale = {}
   if ARGV[o + 5] == '1' then
@@ -27,21 +28,20 @@ local function complete_one(o)
     for _, v in ipairs({'ecode', 'ereason', 'emsg'}) do stale[#stale + 1] = v end
   end
   end_lease(t, unpack(stale))
-  if #set > 0 then redis.call('HSET', t.key, unpack(set)) end
   if t.cancel == '1' then
-    terminal(t, 'CANCELLED')
+    terminal(t, 'CANCELLED', unpack(set))
   elseif not failed then
-    terminal(t, 'SUCCEEDED')
+    terminal(t, 'SUCCEEDED', unpack(set))
   elseif retryable and t.attempt < t.max then
     -- Same formula as queue/backoff.py: full jitter under base * 2^(attempt-1), capped.
     local ceiling = math.min(max_delay, base_delay * 2 ^ math.min(t.attempt - 1, 62))
     local not_before = NOW + ceiling * tonumber(ARGV[o + 4])
-    redis.call('HSET', t.key, 'nb', fmt(not_before))
+    redis.call('HSET', t.key, 'nb', fmt(not_before), unpack(set))
     to_queue(t, not_before)
   elseif retryable then
-    terminal(t, 'DEAD')
+    terminal(t, 'DEAD', unpack(set))
   else
-    terminal(t, 'FAILED')
+    terminal(t, 'FAILED', unpack(set))
   end
   return t.state
 end

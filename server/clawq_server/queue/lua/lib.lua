@@ -163,8 +163,9 @@ local function end_lease(t, ...)
   redis.call('HDEL', t.key, 'sid', 'token', 'lexp', 'worker', ...)
 end
 
-local function terminal(t, state)
-  set_state(t, state, 'finished', NOW_S)
+-- Further field/value pairs are written with the state.
+local function terminal(t, state, ...)
+  set_state(t, state, 'finished', NOW_S, ...)
   redis.call('EXPIRE', t.key, RETENTION)
   if t.ikk then redis.call('EXPIRE', t.ikk, RETENTION) end
   if state == 'DEAD' then redis.call('ZADD', DEAD, NOW, t.id) end
