@@ -54,6 +54,7 @@ from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
+    READ_FIELDS,
     CompleteItem,
     complete_args,
     entry_order,
@@ -61,6 +62,7 @@ from clawq_server.queue.redis_codec import (
     list_args,
     outcomes,
     pairs,
+    read_task,
     record_args,
     submit_batch,
     to_stats,
@@ -179,11 +181,13 @@ class RedisQueue:
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
-        tasks: list[Task] = []
+        found: list[Task | None] = []
         for start in range(0, len(ids), GET_CHUNK):
-            records = await self._eval(self._scripts.get, list(ids[start : start + GET_CHUNK]))
-            tasks += [to_task(pairs(flat)) for flat in records if flat]
-        return [t for t in tasks if principal is None or t.principal == principal]
+            args = [len(READ_FIELDS), *READ_FIELDS, *ids[start : start + GET_CHUNK]]
+            found += map(read_task, await self._eval(self._scripts.get, args))
+        return [
+            t for t in found if t is not None and (principal is None or t.principal == principal)
+        ]
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Tasks newest first, filtered and paged by query."""

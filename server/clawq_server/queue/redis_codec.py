@@ -157,6 +157,20 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+# The record fields to_task reads, in the order get.lua returns them.
+READ_FIELDS = (
+    b"r", b"state", b"attempt", b"nb", b"started", b"finished",
+    b"output", b"stderr", b"meta", b"ecode", b"ereason", b"emsg",
+)  # fmt: skip
+
+
+def read_task(values: Sequence[bytes | None]) -> Task | None:
+    """A Task from the READ_FIELDS values of its record; None when it does not exist."""
+    if values[0] is None:
+        return None
+    return to_task({k: v for k, v in zip(READ_FIELDS, values, strict=True) if v is not None})
+
+
 def to_task(fields: dict[bytes, bytes]) -> Task:
     """A Task from its record hash."""
     (
