@@ -43,6 +43,15 @@ class Drained:
         """A lease got all it asked for: there may be more."""
         self._seen.pop(key, None)
 
+    def leased(
+        self, key: ToolKey, signal: asyncio.Event, due: float | None, got: int, limit: int
+    ) -> None:
+        """A lease under signal got `got` of its `limit` tasks: noted if it emptied the queue."""
+        if got < limit:
+            self.note(key, signal, due)
+        else:
+            self.forget(key)
+
     async def settle(self, key: ToolKey, wait: float) -> None:
         """Wait, at most wait seconds, until asking the backend again may find a task."""
         seen = self._seen.pop(key, None)

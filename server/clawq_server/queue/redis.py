@@ -257,10 +257,7 @@ class RedisQueue:
             due = float(reply[0]) if reply[0] else None
             remaining = deadline - time.monotonic()
             if len(reply) > 1 or remaining <= 0:
-                if len(reply) - 1 < limit:
-                    self._drained.note(key, signal, due)
-                else:
-                    self._drained.forget(key)
+                self._drained.leased(key, signal, due, len(reply) - 1, limit)
                 until = datetime.fromtimestamp(expires, UTC)
                 held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
                 held.sort(key=lambda pair: (-pair[0].priority, pair[1]))

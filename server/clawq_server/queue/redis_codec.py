@@ -23,6 +23,7 @@ from clawq_server.model import (
     TaskState,
     ToolResult,
 )
+from clawq_server.queue.result_meta import decode_result, encode_meta
 
 Arg = str | bytes | int | float
 
@@ -141,15 +142,7 @@ def result_args(result: ToolResult | None) -> list[Arg]:
     """A result's output, stderr and metadata JSON ("" for each without a result)."""
     if result is None:
         return ["", "", ""]
-    meta = {
-        "truncated": result.truncated,
-        "stderr_truncated": result.stderr_truncated,
-        "exit_code": result.exit_code,
-        "signal": result.signal,
-        "payload": result.payload,
-        "cached": result.cached,
-    }
-    return [result.output, result.stderr, orjson.dumps(meta)]
+    return [result.output, result.stderr, encode_meta(result)]
 
 
 def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -204,7 +197,7 @@ def to_task(fields: dict[bytes, bytes]) -> Task:
         not_before=datetime.fromtimestamp(not_before if moved is None else float(moved), UTC),
         started=_moment(fields.get(b"started")),
         finished=_moment(fields.get(b"finished")),
-        result=_result(fields),
+        result=decode_result(fields.get(b"output"), fields.get(b"stderr"), fields.get(b"meta")),
         error=None if code is None else _error(code, fields),
     )
 
@@ -221,23 +214,6 @@ def entry_order(fields: dict[bytes, bytes]) -> tuple[int, int]:
     """The stream entry id of a leased task as a sortable pair (age within a priority)."""
     millis, _, seq = fields.get(b"sid", b"0-0").partition(b"-")
     return int(millis), int(seq or b"0")
-
-
-def _result(fields: dict[bytes, bytes]) -> ToolResult | None:
-    meta_json = fields.get(b"meta")
-    if meta_json is None:
-        return None
-    meta = orjson.loads(meta_json)
-    return ToolResult(
-        output=fields.get(b"output", b""),
-        truncated=meta["truncated"],
-        stderr=fields.get(b"stderr", b""),
-        stderr_truncated=meta["stderr_truncated"],
-        exit_code=meta["exit_code"],
-        signal=meta["signal"],
-        payload=meta["payload"],
-        cached=meta["cached"],
-    )
 
 
 def outcomes(tasks: Sequence[NewTask], reply: Sequence[Any]) -> list[SubmitOutcome | Exception]:

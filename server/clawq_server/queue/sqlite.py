@@ -222,10 +222,7 @@ class SqliteQueue:
             tasks, next_due = await self._claim(op, token)
             remaining = deadline - time.monotonic()
             if tasks or remaining <= 0:
-                if len(tasks) < limit:
-                    self._drained.note(key, signal, next_due)
-                else:
-                    self._drained.forget(key)
+                self._drained.leased(key, signal, next_due, len(tasks), limit)
                 until = datetime.fromtimestamp(expires, UTC)
                 return [Lease(task=t, token=token, expires=until) for t in tasks]
             pause = min(remaining, self._poll_s)

@@ -18,6 +18,7 @@ from clawq_server.model import (
     ToolResult,
     from_epoch,
 )
+from clawq_server.queue.result_meta import decode_result, encode_meta
 
 SCHEMA_VERSION = 1
 
@@ -164,15 +165,7 @@ def result_params(result: ToolResult | None) -> tuple[bytes | None, bytes | None
     """The (output, stderr, result_meta) columns of a result."""
     if result is None:
         return None, None, None
-    meta = {
-        "truncated": result.truncated,
-        "stderr_truncated": result.stderr_truncated,
-        "exit_code": result.exit_code,
-        "signal": result.signal,
-        "payload": result.payload,
-        "cached": result.cached,
-    }
-    return result.output, result.stderr, orjson.dumps(meta)
+    return result.output, result.stderr, encode_meta(result)
 
 
 def error_params(error: TaskError | None) -> tuple[str | None, str | None, str | None]:
@@ -223,7 +216,7 @@ def row_to_task(row: Sequence[Any]) -> Task:
         not_before=_aware(not_before),
         started=from_epoch(started),
         finished=from_epoch(finished),
-        result=_result(output, stderr, result_meta),
+        result=decode_result(output, stderr, result_meta),
         error=None if error_code is None else TaskError(error_code, error_reason, error_message),
     )
 
@@ -235,21 +228,3 @@ _SIDE_EFFECTS = {effect.value: effect for effect in SideEffect}
 
 def _aware(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _result(
-    output: bytes | None, stderr: bytes | None, meta_json: bytes | None
-) -> ToolResult | None:
-    if meta_json is None:
-        return None
-    meta = orjson.loads(meta_json)
-    return ToolResult(
-        output=output or b"",
-        truncated=meta["truncated"],
-        stderr=stderr or b"",
-        stderr_truncated=meta["stderr_truncated"],
-        exit_code=meta["exit_code"],
-        signal=meta["signal"],
-        payload=meta["payload"],
-        cached=meta["cached"],
-    )

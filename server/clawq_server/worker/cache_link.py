@@ -23,8 +23,6 @@ class CacheLink:
     async def __call__(self, call: ToolInvocation, next: Next) -> ToolResult:
         """Run through the cache (reads) or run and then invalidate (writes on a path)."""
         if call.tool.side_effect is SideEffect.READ_ONLY:
-            if not self._cache.cacheable(call.tool):
-                return await next(call)
             return await self._cache.run(
                 call.tool, call.args, call.ctx.principal, lambda: next(call)
             )
