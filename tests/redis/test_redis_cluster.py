@@ -126,6 +126,21 @@ async def test_a_retry_put_back_with_a_backoff_wakes_a_waiting_lease(
     assert (again.task.id, again.task.attempt) == (task.id, 2)
 
 
+async def test_reads_after_a_redis_restart_do_not_fail_on_connections_from_before(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """Pooled connections older than a restart are stale: a read on one is tried again on a
+    fresh connection rather than reported as an outage that is over."""
+    queue = await make_redis_queue(sweep_interval=0)
+    task = new_task()
+    await queue.submit([task])
+    await asyncio.gather(*(queue.get_many([task.id], None) for _ in range(8)))
+    private_redis.restart()
+    found = await asyncio.gather(*(queue.get_many([task.id], None) for _ in range(8)))
+    assert [[t.id for t in tasks] for tasks in found] == [[task.id]] * 8
+    assert (await queue.stats()).ready_by_priority == {0: 1}
+
+
 async def test_redis_restart_is_unavailable_then_recovers(
     make_redis_queue: MakeRedisQueue, private_redis: RedisServer
 ) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from clawq_server.errors import (
     BackendUnavailable,
@@ -184,14 +185,14 @@ class RedisQueue:
         found: list[Task | None] = []
         for start in range(0, len(ids), GET_CHUNK):
             args = [len(READ_FIELDS), *READ_FIELDS, *ids[start : start + GET_CHUNK]]
-            found += map(read_task, await self._eval(self._scripts.get, args))
+            found += map(read_task, await self._eval(self._scripts.get, args, read=True))
         return [
             t for t in found if t is not None and (principal is None or t.principal == principal)
         ]
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Tasks newest first, filtered and paged by query."""
-        reply = await self._eval(self._scripts.list, list_args(query, MAX_PAGE))
+        reply = await self._eval(self._scripts.list, list_args(query, MAX_PAGE), read=True)
         ids = [raw.decode() for raw in reply[2:]]
         found = {task.id: task for task in await self.get_many(ids, None)}
         tasks = [found[task_id] for task_id in ids if task_id in found]
@@ -307,7 +308,7 @@ class RedisQueue:
 
     async def stats(self) -> QueueStats:
         """Depths and counts."""
-        return to_stats(await self._eval(self._scripts.stats, []))
+        return to_stats(await self._eval(self._scripts.stats, [], read=True))
 
     async def count_queued(self, principal: str) -> int:
         """The size of the principal's QUEUED index."""
@@ -321,12 +322,23 @@ class RedisQueue:
         args: list[Any] = ["1"] if ids is None else ["0", *ids]
         return int(await self._eval(self._scripts.requeue, args))
 
-    async def _eval(self, script: AsyncScript, args: list[Any], now: float | None = None) -> Any:
+    async def _eval(
+        self, script: AsyncScript, args: list[Any], now: float | None = None, *, read: bool = False
+    ) -> Any:
+        """One script call. A read is tried once more after a connection error: a pooled
+        connection may be older than a Redis restart, repeating a read changes nothing, and
+        a Redis that is down refuses the new connection at once."""
         stamp = repr(time.time() if now is None else now)
+        call = partial(
+            script, keys=[self.keys.base], args=[stamp, self._retention, self._archiving, *args]
+        )
         with translated():
-            return await script(
-                keys=[self.keys.base], args=[stamp, self._retention, self._archiving, *args]
-            )
+            try:
+                return await call()
+            except RedisConnectionError:
+                if not read:
+                    raise
+                return await call()
 
     @property
     def archives(self) -> bool:
