@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from benchmarks.bench_latency import echo_latency, execute_ok, rpc_latency
+from benchmarks.bench_latency import echo_calls, execute_ok, side_by_side
 from benchmarks.harness import Figure, Latency, Status, Target
 from benchmarks.payloads import read_call, stub
 from benchmarks.services import Context, Group, clawq, no_cache_config, server_args
-from clawq.v1 import task_pb2, task_service_pb2
+from clawq.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 READ = "cache: read_file via Execute, cached vs uncached"
 LIST = "cache: recursive listing via Execute, cached vs uncached"
@@ -42,32 +42,49 @@ def requests(ctx: Context) -> dict[str, Request]:
     }
 
 
-async def measure(ctx: Context, target: str, request: Request, total: int) -> tuple[Latency, bool]:
-    """Execute latency at 1 in flight, and whether the answer after the run was a cache hit."""
-    async with stub(target) as tasks:
-        latency = await rpc_latency(ctx, lambda: execute_ok(tasks, request), 1, total)
-        last = await execute_ok(tasks, request)
-    return latency, last.task.result.cached
-
-
 async def cache_figures(ctx: Context) -> list[Figure]:
-    """Cached and uncached servers side by side; pending if the cache never answers."""
+    """A server with the cache and one without, running at once and measured in turns."""
     calls = requests(ctx)
-    totals = {READ: ctx.sizes.cache_calls, LIST: max(5, ctx.sizes.cache_calls // 10)}
-    uncached: dict[str, Latency] = {}
-    cached: dict[str, tuple[Latency, bool]] = {}
     off = server_args(ctx, "sqlite", workers=4, config=no_cache_config(ctx))
-    async with clawq(off) as server:
-        for name, request in calls.items():
-            uncached[name] = (await measure(ctx, server.target, request, totals[name]))[0]
-    async with clawq(server_args(ctx, "sqlite", workers=4)) as server:
-        for name, request in calls.items():
-            cached[name] = await measure(ctx, server.target, request, ctx.sizes.cache_calls)
-    floor = await echo_latency(ctx, 1, calls[READ].SerializeToString())
+    async with (
+        clawq(off) as plain,
+        clawq(server_args(ctx, "sqlite", workers=4)) as caching,
+        stub(plain.target) as uncached_tasks,
+        stub(caching.target) as cached_tasks,
+        echo_calls(ctx, calls[READ].SerializeToString()) as echo,
+    ):
+        read, listing = calls[READ], calls[LIST]
+        uncached_read, cached_read, floor = await side_by_side(
+            ctx,
+            [
+                lambda: execute_ok(uncached_tasks, read),
+                lambda: execute_ok(cached_tasks, read),
+                echo,
+            ],
+            1,
+            ctx.sizes.cache_calls,
+        )
+        # A tenth as many uncached listings: each walks the whole tree.
+        uncached_list, cached_list = await side_by_side(
+            ctx,
+            [
+                lambda: execute_ok(uncached_tasks, listing),
+                lambda: execute_ok(cached_tasks, listing),
+            ],
+            1,
+            max(5, ctx.sizes.cache_calls // 10),
+        )
+        hits = {name: await _hit_now(cached_tasks, call) for name, call in calls.items()}
     return [
-        *(_speedup(name, cached[name], uncached[name]) for name in calls),
-        _hit(cached[READ], floor),
+        _speedup(READ, (cached_read, hits[READ]), uncached_read),
+        _speedup(LIST, (cached_list, hits[LIST]), uncached_list),
+        _hit((cached_read, hits[READ]), floor),
     ]
+
+
+async def _hit_now(tasks: task_service_pb2_grpc.TaskServiceAsyncStub, request: Request) -> bool:
+    """Whether the server answers request from its cache now (after the measured calls)."""
+    return (await execute_ok(tasks, request)).task.result.cached
 
 
 def _speedup(name: str, cached: tuple[Latency, bool], uncached: Latency) -> Figure:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from benchmarks.echo import METHOD
-from benchmarks.harness import Figure, Latency, Target, load, median_latency
+from benchmarks.harness import Figure, Latency, Sample, Target, alternating, load
 from benchmarks.payloads import CHANNEL_OPTIONS, read_call, stub
 from benchmarks.services import Context, Group, clawq, no_cache_config, server_args
 from clawq.v1 import task_service_pb2, task_service_pb2_grpc
@@ -29,22 +30,38 @@ def execute_request() -> task_service_pb2.ExecuteRequest:
     return task_service_pb2.ExecuteRequest(call=read_call(), timeout=Duration(seconds=30))
 
 
-async def echo_latency(ctx: Context, in_flight: int, payload: bytes) -> Latency:
-    """The gRPC floor: the echo server's latency and throughput at in_flight."""
+@contextlib.asynccontextmanager
+async def echo_calls(ctx: Context, payload: bytes) -> AsyncIterator[Calls]:
+    """Calls of the echo server (the gRPC floor) with payload, on a channel of their own."""
     async with grpc.aio.insecure_channel(ctx.echo_target, options=CHANNEL_OPTIONS) as channel:
         echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
-        total = ctx.sizes.latency_calls
-        await load(lambda: echo(payload), min(total, 100), in_flight)  # warm up
-        return await median_latency(
-            ctx.sizes.repeats, lambda: load(lambda: echo(payload), total, in_flight)
-        )
+        yield lambda: echo(payload)
 
 
-async def rpc_latency(ctx: Context, calls: Calls, in_flight: int, total: int = 0) -> Latency:
-    """An RPC's latency and throughput over total calls at in_flight, after a warm-up."""
+async def side_by_side(
+    ctx: Context, calls: Sequence[Calls], in_flight: int, total: int = 0
+) -> list[Latency]:
+    """Latency and throughput of each kind of call over total calls at in_flight.
+
+    Each is warmed up, then they take turns (harness.alternating).
+    """
     total = total or ctx.sizes.latency_calls
-    await load(calls, min(total, 100), in_flight)
-    return await median_latency(ctx.sizes.repeats, lambda: load(calls, total, in_flight))
+    for call in calls:
+        await load(call, min(total, 100), in_flight)
+
+    def run(call: Calls) -> Callable[[], Awaitable[Sample]]:
+        return lambda: load(call, total, in_flight)
+
+    return await alternating(ctx.sizes.repeats, [run(call) for call in calls])
+
+
+async def against_echo(
+    ctx: Context, call: Calls, in_flight: int, payload: bytes
+) -> tuple[Latency, Latency]:
+    """An RPC's latency and the echo's (sent payload) at in_flight, taking turns."""
+    async with echo_calls(ctx, payload) as echo:
+        value, floor = await side_by_side(ctx, [call, echo], in_flight)
+    return value, floor
 
 
 def latency_figures(
@@ -68,8 +85,8 @@ async def submit_figures(ctx: Context) -> list[Figure]:
     figures: list[Figure] = []
     async with clawq(server_args(ctx, "sqlite", workers=0)) as server, stub(server.target) as tasks:
         for n in IN_FLIGHT:
-            value = await rpc_latency(ctx, lambda: tasks.Submit(request), n)
-            floor = await echo_latency(ctx, n, request.SerializeToString())
+            payload = request.SerializeToString()
+            value, floor = await against_echo(ctx, lambda: tasks.Submit(request), n, payload)
             target = Target(0.8) if n == 64 else None
             figures += latency_figures("Submit", n, value, floor, target)
     return figures
@@ -82,8 +99,8 @@ async def execute_figures(ctx: Context) -> list[Figure]:
     args = server_args(ctx, "sqlite", workers=4, config=no_cache_config(ctx))
     async with clawq(args) as server, stub(server.target) as tasks:
         for n in IN_FLIGHT:
-            value = await rpc_latency(ctx, lambda: execute_ok(tasks, request), n)
-            floor = await echo_latency(ctx, n, request.SerializeToString())
+            payload = request.SerializeToString()
+            value, floor = await against_echo(ctx, lambda: execute_ok(tasks, request), n, payload)
             figures += latency_figures("Execute (uncached)", n, value, floor, None)
     return figures
 

@@ -152,7 +152,26 @@ class Latency:
 
 async def median_latency(repeats: int, run: Callable[[], Awaitable[Sample]]) -> Latency:
     """Each statistic's median over repeats runs."""
-    samples = [await run() for _ in range(repeats)]
+    return summarize([await run() for _ in range(repeats)])
+
+
+async def alternating(
+    repeats: int, runs: Sequence[Callable[[], Awaitable[Sample]]]
+) -> list[Latency]:
+    """Each run's latency over repeats rounds in which the runs take turns.
+
+    A figure and its baseline measured one after the other can see a shared machine at
+    different speeds; taking turns lets its drift fall on both alike.
+    """
+    samples: list[list[Sample]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, kept in zip(runs, samples, strict=True):
+            kept.append(await run())
+    return [summarize(kept) for kept in samples]
+
+
+def summarize(samples: Sequence[Sample]) -> Latency:
+    """Each statistic's median over samples."""
     return Latency(
         statistics.median(s.percentile(50) for s in samples),
         statistics.median(s.percentile(99) for s in samples),
