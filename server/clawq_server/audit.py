@@ -27,7 +27,8 @@ class AuditSink(Protocol):
     """Where audit records go."""
 
     def record(self, entry: Mapping[str, Any]) -> None:
-        """Queue one record; never blocks."""
+        """Queue one record; never blocks. The sink may keep entry as it is: hand over a
+        mapping nobody changes afterwards."""
 
 
 class NullAudit:
@@ -92,11 +93,11 @@ class AuditLog:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     def record(self, entry: Mapping[str, Any]) -> None:
-        """Queue one record (arguments are redacted here)."""
-        item = dict(entry)
-        if "args" in item:
-            item["args"] = self._redact(item["args"])
-        self._pending.append(item)
+        """Queue one record, handed over: the caller keeps no reference to change it by.
+
+        Arguments are redacted by the writer, off the path of the call being answered.
+        """
+        self._pending.append(entry)
         self._wake.set()
 
     async def close(self) -> None:
@@ -123,7 +124,10 @@ class AuditLog:
     def _write(self, batch: list[Mapping[str, Any]]) -> None:
         lines = []
         for entry in batch:
-            body = orjson.dumps({**entry, "prev": self._prev}, option=orjson.OPT_SORT_KEYS)
+            item = {**entry, "prev": self._prev}
+            if "args" in item:
+                item["args"] = self._redact(item["args"])
+            body = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
             digest = chain_hash(self._prev, body)
             lines.append(body[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
             self._prev = digest

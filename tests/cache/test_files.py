@@ -121,6 +121,24 @@ async def test_two_principals_with_different_roots_never_share(
     assert bob_again.cached
 
 
+async def test_a_reloaded_principal_is_planned_anew(
+    kit: Kit, make_cache: MakeCache, tmp_path: Path
+) -> None:
+    """A principal of the same name reloaded with another root reads under the new root."""
+    moved = tmp_path / "moved-root"
+    moved.mkdir()
+    (kit.root / "x.txt").write_bytes(b"before")
+    (moved / "x.txt").write_bytes(b"after!")
+    await settle(moved / "x.txt")
+    reloaded = principal_for(moved, kit.principal.name)
+    async with make_cache() as cache:
+        await kit.call(cache, kit.read, path="x.txt")
+        assert (await kit.call(cache, kit.read, path="x.txt")).output == b"before"
+        assert (await kit.call(cache, kit.read, principal=reloaded, path="x.txt")).output == (
+            b"after!"
+        )
+
+
 def test_racily_clean_stamps_are_refused() -> None:
     """A stamp changed within the racy window of the read proves nothing; an older one does."""
     t = 1_700_000_000_000_000_000

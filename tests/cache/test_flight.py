@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 
 import orjson
 
+from clawq_server.cache.tool_cache import ToolCache
 from clawq_server.model import NewTask, SideEffect, TaskState, utcnow
 from tests.cache.conftest import Kit, MakeCache, settle
+
+
+async def joined(cache: ToolCache, followers: int) -> None:
+    """Wait until followers calls have joined the run in progress (a Redis store answers
+    each call's lookup in its own time, possibly after the leader has started)."""
+    deadline = time.monotonic() + 5.0
+    while cache._flights.followers() < followers:
+        assert time.monotonic() < deadline, "the calls did not join the run in progress"
+        await asyncio.sleep(0.001)
 
 
 async def test_identical_concurrent_calls_share_one_run(kit: Kit, make_cache: MakeCache) -> None:
@@ -20,6 +31,7 @@ async def test_identical_concurrent_calls_share_one_run(kit: Kit, make_cache: Ma
     async with make_cache() as cache:
         calls = [asyncio.create_task(kit.call(cache, kit.read, path="s.txt")) for _ in range(8)]
         await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        await joined(cache, 7)
         kit.read.gate.set()
         results = await asyncio.gather(*calls)
     assert kit.read.runs == 1
@@ -32,6 +44,7 @@ async def test_a_failed_leader_fails_its_followers_once(kit: Kit, make_cache: Ma
     async with make_cache() as cache:
         calls = [asyncio.create_task(kit.call(cache, kit.read, path="nope")) for _ in range(4)]
         await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        await joined(cache, 3)
         kit.read.gate.set()
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert kit.read.runs == 1

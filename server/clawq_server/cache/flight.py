@@ -17,6 +17,7 @@ class Flight:
 
     future: asyncio.Future[ToolResult]
     proof: Proof | None = None
+    followers: int = 0
 
 
 Lead = Callable[[Flight], Awaitable[ToolResult]]
@@ -28,10 +29,15 @@ class Flights:
     def __init__(self) -> None:
         self._running: dict[str, Flight] = {}
 
+    def followers(self) -> int:
+        """Calls that joined a run still in progress (they are waiting on it, or were)."""
+        return sum(flight.followers for flight in self._running.values())
+
     async def run(self, key: str, lead: Lead, joinable: Callable[[Flight], bool]) -> ToolResult:
         """Join the run of key when joinable says so, else lead a new one with lead."""
         flight = self._running.get(key)
         if flight is not None and joinable(flight):
+            flight.followers += 1
             try:
                 return await asyncio.shield(flight.future)
             except asyncio.CancelledError:

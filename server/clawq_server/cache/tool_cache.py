@@ -33,6 +33,8 @@ from clawq_server.tools.base import Tool
 from clawq_server.tools.registry import ToolRegistry
 
 Compute = Callable[[], Awaitable[ToolResult]]
+# Targets remembered per (tool, canonical arguments): repeated calls skip planning.
+PLAN_MEMO = 1024
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class ToolCache:
         self._registry = registry
         self._watcher = watcher
         self._views: OrderedDict[str, _View] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, bytes], tuple[Principal, Target]] = OrderedDict()
         self._flights = Flights()
         if isinstance(store, MemoryStore):
             store.on_drop = self._forget
@@ -97,7 +100,7 @@ class ToolCache:
             return None
         args = orjson.loads(task.args_json)
         try:
-            target = plan(task.tool, args, task.args_json, principal)
+            target = self._plan(task.tool, args, task.args_json, principal)
         except ClawqError:
             return None
         entry = await self._fresh(target)
@@ -114,7 +117,7 @@ class ToolCache:
             return await compute()
         args_json = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
         try:
-            target = plan(tool.name, args, args_json, principal)
+            target = self._plan(tool.name, args, args_json, principal)
         except ClawqError:
             return await compute()  # the tool raises the same refusal itself
         entry = await self._fresh(target)
@@ -154,6 +157,24 @@ class ToolCache:
         if pattern and not pattern.startswith("/") and principal.roots:
             pattern = str(paths.resolve_root(principal.roots[0]) / pattern)
         return await self._store.drop_where(prefix, pattern)
+
+    def _plan(self, tool: str, args: JsonObject, args_json: bytes, principal: Principal) -> Target:
+        """plan(), remembered: a target follows from the call and the principal alone.
+
+        Confinement is lexical (what the path leads to is the proof's business, checked
+        on every hit), and a reloaded policy makes new Principal objects, so a target is
+        reused only for the very principal it was planned for. Refusals are not kept.
+        """
+        key = (tool, args_json)
+        held = self._plans.get(key)
+        if held is not None and held[0] is principal:
+            self._plans.move_to_end(key)
+            return held[1]
+        target = plan(tool, args, args_json, principal)
+        self._plans[key] = (principal, target)
+        if len(self._plans) > PLAN_MEMO:
+            self._plans.popitem(last=False)
+        return target
 
     def _ttl(self, tool: str) -> float:
         return float(self._config.tool_ttl_s.get(tool, self._config.ttl_s))
