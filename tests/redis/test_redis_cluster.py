@@ -80,6 +80,58 @@ async def _evals(client: redis.asyncio.Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
+async def _finish_while_waiting(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer, output: bytes
+) -> tuple[int, bytes]:
+    """Complete a task on one instance while another waits on it: the script calls made
+    after the waiter's first read (the completion's included) and the output it got."""
+    quiet = {"sweep_interval": 0, "poll_s": 30.0}
+    front, back = await make_redis_queue(**quiet), await make_redis_queue(**quiet)
+    # One task through every step first: Redis runs a script by its hash only once loaded.
+    warm = new_task()
+    await front.submit([warm])
+    [held] = await back.lease("w1", None, 1, LONG)
+    await back.complete(warm.id, held.token, Completion(result=ToolResult(b"")))
+    await front.wait(warm.id, "alice", 5.0)
+    task = new_task()
+    await front.submit([task])
+    [held] = await back.lease("w1", None, 1, LONG)
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        before = await _evals(client)
+        waiting = asyncio.create_task(front.wait(task.id, "alice", 10.0))
+        async with asyncio.timeout(5.0):
+            # The waiter's first read is Redis's to count: nothing local to wait on.
+            while await _evals(client) == before:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        await back.complete(task.id, held.token, Completion(result=ToolResult(output)))
+        done = await asyncio.wait_for(waiting, 5.0)
+        calls = await _evals(client) - before - 1
+    assert done.state is TaskState.SUCCEEDED
+    assert done.result is not None
+    return calls, done.result.output
+
+
+async def test_a_waiter_gets_the_finished_task_from_the_done_message(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """The done message carries the finished record, bytes of any value included: a
+    waiting server answers without reading the task back."""
+    output = bytes(range(256)) * 4
+    calls, got = await _finish_while_waiting(make_redis_queue, private_redis, output)
+    assert got == output
+    assert calls == 1  # the completion only
+
+
+async def test_a_large_result_is_read_back_rather_than_published(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """A result over the inline cap is not sent to every server: the waiter reads it."""
+    output = b"x" * 20_000
+    calls, got = await _finish_while_waiting(make_redis_queue, private_redis, output)
+    assert got == output
+    assert calls == 2  # the completion and the waiter's read
+
+
 async def test_a_lease_after_one_that_emptied_the_queue_waits_for_work_before_asking(
     make_redis_queue: MakeRedisQueue, private_redis: RedisServer
 ) -> None:

@@ -55,7 +55,6 @@ from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
-    READ_FIELDS,
     CompleteItem,
     complete_args,
     entry_order,
@@ -69,7 +68,7 @@ from clawq_server.queue.redis_codec import (
     to_stats,
     to_task,
 )
-from clawq_server.queue.redis_events import Events
+from clawq_server.queue.redis_events import Events, Watch
 from clawq_server.queue.redis_scripts import Scripts, open_pool, translated
 
 log = logging.getLogger(__name__)
@@ -184,8 +183,8 @@ class RedisQueue:
         """The tasks that exist (and belong to principal), in the order asked."""
         found: list[Task | None] = []
         for start in range(0, len(ids), GET_CHUNK):
-            args = [len(READ_FIELDS), *READ_FIELDS, *ids[start : start + GET_CHUNK]]
-            found += map(read_task, await self._eval(self._scripts.get, args, read=True))
+            chunk = list(ids[start : start + GET_CHUNK])
+            found += map(read_task, await self._eval(self._scripts.get, chunk, read=True))
         return [
             t for t in found if t is not None and (principal is None or t.principal == principal)
         ]
@@ -212,19 +211,26 @@ class RedisQueue:
     async def wait(self, task_id: str, principal: str | None, timeout: float) -> Task:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        with self._events.watching(task_id) as woken:
-            look = partial(self._get_one, task_id, principal)
-            return await until_done(look, woken, deadline, self._poll_s)
+        with self._events.watching(task_id) as watch:
+            look = partial(self._look, watch, principal)
+            return await until_done(look, watch.woken, deadline, self._poll_s)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new record."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        with self._events.watching(task.id) as woken:
+        with self._events.watching(task.id) as watch:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
-                look = partial(self._get_one, task.id, task.principal)
-                return await until_done(look, woken, deadline, self._poll_s, queued=True)
+                look = partial(self._look, watch, task.principal)
+                return await until_done(look, watch.woken, deadline, self._poll_s, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
+
+    async def _look(self, watch: Watch, principal: str | None) -> Task:
+        """The finished task the done message carried, else the task as stored now."""
+        task = watch.task
+        if task is not None and (principal is None or task.principal == principal):
+            return task
+        return await self._get_one(watch.task_id, principal)
 
     async def _get_one(self, task_id: str, principal: str | None) -> Task:
         found = await self.get_many([task_id], principal)

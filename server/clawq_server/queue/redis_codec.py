@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,6 +163,41 @@ def read_task(values: Sequence[bytes | None]) -> Task | None:
     if values[0] is None:
         return None
     return to_task({k: v for k, v in zip(READ_FIELDS, values, strict=True) if v is not None})
+
+
+_LENGTH = struct.Struct(">i")
+
+
+def done_entries(message: bytes) -> Iterator[tuple[str, bytes | None]]:
+    """The (task id, record) pairs of a done message after its kind byte (done_entry in
+    lib.lua); the record is None where the message leaves it out. done_task reads one."""
+    at, end = 1, len(message)
+    while at < end:
+        size = _LENGTH.unpack_from(message, at)[0]
+        task_id = message[at + 4 : at + 4 + size].decode()
+        at += 4 + size
+        size = _LENGTH.unpack_from(message, at)[0]
+        at += 4
+        if size < 0:
+            yield task_id, None
+        else:
+            yield task_id, message[at : at + size]
+            at += size
+
+
+def done_task(record: bytes) -> Task | None:
+    """The Task of a record carried by a done message."""
+    values: list[bytes | None] = []
+    at = 0
+    for _ in READ_FIELDS:
+        size = _LENGTH.unpack_from(record, at)[0]
+        at += 4
+        if size < 0:
+            values.append(None)
+        else:
+            values.append(record[at : at + size])
+            at += size
+    return read_task(values)
 
 
 def to_task(fields: dict[bytes, bytes]) -> Task:

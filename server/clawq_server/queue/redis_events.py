@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from clawq_server.model import Task
+from clawq_server.queue.redis_codec import done_entries, done_task
 
 log = logging.getLogger(__name__)
 
@@ -16,19 +20,30 @@ log = logging.getLogger(__name__)
 RECONNECT_S = 0.5
 
 
+@dataclass(eq=False, slots=True)
+class Watch:
+    """A local waiter on one task: woken when it is reported terminal, with the finished
+    task when the report carried it (then the waiter need not read it back)."""
+
+    task_id: str
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    task: Task | None = None
+
+
 class Events:
-    """Listens on the queue's channels and sets the asyncio events of local waiters.
+    """Listens on the queue's channels and wakes local waiters.
 
     Messages: ``w`` (new work) and ``c <id>`` (cancel requested) on the work channel,
-    ``t <id> <id> ...`` (tasks became terminal) on the done channel. A message lost while
-    the subscriber reconnects is covered by the waiters' own periodic re-read; after a
-    reconnect every waiter is woken once so it re-reads at once.
+    ``T`` and entries of finished tasks, records included (lib.lua's done_entry), on the
+    done channel. A message lost while the subscriber reconnects is covered by the
+    waiters' own periodic re-read; after a reconnect every waiter is woken once so it
+    re-reads at once.
     """
 
     def __init__(self, client: Redis, channels: Sequence[str]) -> None:
         self._client = client
         self._channels = channels
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Watch]] = {}
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -52,28 +67,32 @@ class Events:
         return self._work
 
     @contextlib.contextmanager
-    def watching(self, task_id: str) -> Iterator[asyncio.Event]:
-        """An event set when task_id is reported terminal (or on a reconnect)."""
-        woken = asyncio.Event()
-        self._waiters.setdefault(task_id, set()).add(woken)
+    def watching(self, task_id: str) -> Iterator[Watch]:
+        """A watch woken when task_id is reported terminal (or on a reconnect)."""
+        watch = Watch(task_id)
+        self._waiters.setdefault(task_id, set()).add(watch)
         try:
-            yield woken
+            yield watch
         finally:
             waiters = self._waiters.get(task_id)
             if waiters is not None:
-                waiters.discard(woken)
+                waiters.discard(watch)
                 if not waiters:
                     del self._waiters[task_id]
 
     def dispatch(self, data: bytes) -> None:
         """Wake whoever a message concerns."""
-        kind, _, rest = data.partition(b" ")
-        if kind == b"w":
+        if data == b"w":
             self._wake_workers()
-        elif kind == b"t":
-            for task_id in rest.decode().split():
-                for woken in self._waiters.get(task_id, ()):
-                    woken.set()
+        elif data[:1] == b"T":
+            for task_id, record in done_entries(data):
+                waiters = self._waiters.get(task_id)
+                if not waiters:
+                    continue
+                task = done_task(record) if record is not None else None
+                for watch in waiters:
+                    watch.task = task
+                    watch.woken.set()
 
     def _wake_workers(self) -> None:
         self._work.set()
@@ -82,8 +101,8 @@ class Events:
     def _wake_all(self) -> None:
         self._wake_workers()
         for waiters in self._waiters.values():
-            for woken in waiters:
-                woken.set()
+            for watch in waiters:
+                watch.woken.set()
 
     async def _run(self) -> None:
         while not self._stopping:

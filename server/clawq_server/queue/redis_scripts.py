@@ -16,6 +16,7 @@ from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clawq_server.errors import BackendUnavailable
+from clawq_server.queue.redis_codec import READ_FIELDS
 
 HEALTH_CHECK_S = 10
 
@@ -37,10 +38,12 @@ _NAMES = (
 
 
 def source(name: str) -> str:
-    """The full text of one script: the shared helpers, then the operation."""
+    """The full text of one script: READ_FIELDS, the shared helpers, then the operation."""
     folder = resources.files("clawq_server.queue") / "lua"
     lib = (folder / "lib.lua").read_text(encoding="utf-8")
-    return lib + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+    fields = ", ".join(f"'{field.decode()}'" for field in READ_FIELDS)
+    own = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return f"local READ_FIELDS = {{{fields}}}\n{lib}\n{own}"
 
 
 @dataclass(frozen=True, slots=True)

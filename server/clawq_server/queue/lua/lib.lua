@@ -10,7 +10,8 @@
 -- scripts change: 'state', 'attempt' (absent: 0), 'sid' (its ready stream entry),
 -- 'ikk' its idempotency key's name, 'nb' not_before once changed after submit,
 -- 'cancel', the lease ('token', 'lexp', 'worker', 'started'), 'finished', the result
--- ('output', 'stderr', 'meta') and the error ('ecode', 'ereason', 'emsg').
+-- ('output', 'stderr', 'meta') and the error ('ecode', 'ereason', 'emsg'). READ_FIELDS,
+-- the fields a reader's Task is built from, is defined above this file by redis_scripts.py.
 local B = KEYS[1]
 local NOW_S = ARGV[1]
 local NOW = tonumber(NOW_S)
@@ -180,6 +181,34 @@ local function set_error(t, code, reason, message)
   end
 end
 
+-- A finished task as its done message carries it: the id, then the READ_FIELDS values
+-- (get.lua's reply for it), or no record when its result is over INLINE_BYTES (a waiter
+-- then reads it). Lengths are 4-byte big-endian, -1 for a missing value or record.
+local INLINE_BYTES = 8192
+local function done_entry(id)
+  local key = task_key(id)
+  local parts = {struct.pack('>i4', #id), id}
+  local size = redis.call('HSTRLEN', key, 'output') + redis.call('HSTRLEN', key, 'stderr')
+  if size > INLINE_BYTES then
+    parts[3] = struct.pack('>i4', -1)
+    return table.concat(parts)
+  end
+  local values = redis.call('HMGET', key, unpack(READ_FIELDS))
+  local record = {}
+  for i = 1, #READ_FIELDS do
+    local v = values[i]
+    if v then
+      record[#record + 1] = struct.pack('>i4', #v) .. v
+    else
+      record[#record + 1] = struct.pack('>i4', -1)
+    end
+  end
+  record = table.concat(record)
+  parts[3] = struct.pack('>i4', #record)
+  parts[4] = record
+  return table.concat(parts)
+end
+
 -- Writes what was collected in bulk, then publishes the transitions; finished ids also go
 -- to the archive stream. Every script that changes tasks ends with it.
 local function notify()
@@ -187,7 +216,9 @@ local function notify()
   write_moves()
   if ev.work then redis.call('PUBLISH', EVENTS, 'w') end
   if #ev.done > 0 then
-    redis.call('PUBLISH', DONE, 't ' .. table.concat(ev.done, ' '))
+    local entries = {}
+    for i, id in ipairs(ev.done) do entries[i] = done_entry(id) end
+    redis.call('PUBLISH', DONE, 'T' .. table.concat(entries))
     if ARCHIVING then redis.call('XADD', ARCHIVE, '*', 'ids', table.concat(ev.done, ' ')) end
   end
 end
