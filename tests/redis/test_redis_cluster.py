@@ -49,24 +49,29 @@ async def test_submit_on_one_server_wakes_a_lease_waiting_on_another(
     assert time.monotonic() - started < 0.5
 
 
-async def test_a_worker_only_queue_hears_new_work_but_not_every_completion(
+async def test_each_process_hears_only_the_messages_it_acts_on(
     make_redis_queue: MakeRedisQueue, private_redis: RedisServer
 ) -> None:
-    """watch_results=False subscribes to the work channel only: a worker process is not
-    sent a message for every task any worker finishes; a serving queue hears both."""
+    """A worker-only queue (watch_results=False) is never sent a message for every task
+    any worker finishes; a serving queue that does not lease is never sent every submit's
+    announcement. Each hears the other kind, and a lease is woken by a submit."""
     worker = await make_redis_queue(watch_results=False)
     serving = await make_redis_queue()
     channels = (worker.keys.events, worker.keys.done)
+    waiting = asyncio.create_task(worker.lease("w1", None, 1, LONG, wait=10.0))
     async with redis.asyncio.Redis.from_url(private_redis.url) as client:
         async with asyncio.timeout(5.0):
             # Subscriptions are Redis's state: there is nothing local to wait on.
             while dict(await client.pubsub_numsub(*channels)) != {  # noqa: ASYNC110
-                channels[0].encode(): 2,
+                channels[0].encode(): 1,
                 channels[1].encode(): 1,
             }:
                 await asyncio.sleep(0.01)
-    waiting = asyncio.create_task(worker.lease("w1", None, 1, LONG, wait=10.0))
-    await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)
+        assert dict(await client.pubsub_numsub(*channels)) == {
+            channels[0].encode(): 1,
+            channels[1].encode(): 1,
+        }
     task = new_task()
     started = time.monotonic()
     await serving.submit([task])

@@ -125,8 +125,8 @@ class RedisQueue:
         self._scripts = Scripts.register(self._client)
         # A worker-only process waits on no task: it skips the terminal-task messages,
         # which arrive for every completion of every worker.
-        channels = [self.keys.events, self.keys.done] if watch_results else [self.keys.events]
-        self._events = Events(self._client, channels)
+        done = self.keys.done if watch_results else None
+        self._events = Events(self._client, self.keys.events, done)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -35,35 +35,43 @@ class Events:
 
     Messages: ``w`` (new work) and ``c <id>`` (cancel requested) on the work channel,
     ``T`` and entries of finished tasks, records included (lib.lua's done_entry), on the
-    done channel. A message lost while the subscriber reconnects is covered by the
-    waiters' own periodic re-read; after a reconnect every waiter is woken once so it
-    re-reads at once.
+    done channel. Each channel has its own subscriber. The done channel is heard from
+    start() when a done channel is given; the work channel from the first use of work, so
+    a process that never leases (a server without workers) is not sent every submit's
+    announcement. A message lost while a subscriber reconnects is covered by the waiters'
+    own periodic re-read; after each (re)subscription its waiters are woken once so they
+    re-read at once.
     """
 
-    def __init__(self, client: Redis, channels: Sequence[str]) -> None:
+    def __init__(self, client: Redis, work_channel: str, done_channel: str | None) -> None:
         self._client = client
-        self._channels = channels
+        self._work_channel = work_channel
+        self._done_channel = done_channel
         self._waiters: dict[str, set[Watch]] = {}
         self._work = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._listeners: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
     def start(self) -> None:
-        """Start listening in the background."""
-        self._task = asyncio.create_task(self._run(), name="clawq-redis-events")
+        """Start listening for finished tasks (when there is a done channel)."""
+        if self._done_channel is not None:
+            self._listen_on(self._done_channel, self._wake_waiters)
 
     async def close(self) -> None:
         """Stop listening."""
         self._stopping = True
-        if self._task is not None:
+        for task in self._listeners.values():
             # The flag ends the loop even if redis-py turns the cancellation into an error.
-            self._task.cancel()
+            task.cancel()
+        for task in self._listeners.values():
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     @property
     def work(self) -> asyncio.Event:
         """An event set on the next new-work message; replaced after each one."""
+        if self._work_channel not in self._listeners and not self._stopping:
+            self._listen_on(self._work_channel, self._wake_workers)
         return self._work
 
     @contextlib.contextmanager
@@ -98,28 +106,32 @@ class Events:
         self._work.set()
         self._work = asyncio.Event()
 
-    def _wake_all(self) -> None:
-        self._wake_workers()
+    def _wake_waiters(self) -> None:
         for waiters in self._waiters.values():
             for watch in waiters:
                 watch.woken.set()
 
-    async def _run(self) -> None:
+    def _listen_on(self, channel: str, subscribed: Callable[[], None]) -> None:
+        self._listeners[channel] = asyncio.create_task(
+            self._run(channel, subscribed), name=f"clawq-redis-events {channel}"
+        )
+
+    async def _run(self, channel: str, subscribed: Callable[[], None]) -> None:
         while not self._stopping:
             try:
-                await self._listen()
+                await self._listen(channel, subscribed)
             except (RedisError, OSError) as exc:
                 if self._stopping:
                     return
                 log.warning("queue event subscriber lost Redis: %s", exc)
             await asyncio.sleep(RECONNECT_S)
 
-    async def _listen(self) -> None:
+    async def _listen(self, channel: str, subscribed: Callable[[], None]) -> None:
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(*self._channels)
+            await pubsub.subscribe(channel)
             # Anything published while we were away is only seen by re-reading.
-            self._wake_all()
+            subscribed()
             while not self._stopping:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message["type"] == "message":
