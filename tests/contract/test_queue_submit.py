@@ -8,7 +8,7 @@ import pytest
 
 from clawq_server.errors import IdempotencyKeyReused, ResourceExhausted
 from clawq_server.model import SideEffect, SubmitOutcome, TaskState
-from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.base import TaskQueue, submit_one
 
 from .helpers import MakeQueue, new_task
 
@@ -124,6 +124,35 @@ async def test_full_queue_answers_resource_exhausted(make_queue: MakeQueue) -> N
     assert caught.value.retry_after > 0
     assert await queue.get_many([t.id for t in overflow], None) == []
     await queue.submit([new_task()])
+
+
+async def test_concurrent_single_submits_each_get_their_own_outcome(queue: TaskQueue) -> None:
+    """One-task submits made at once (stored together) behave as if made one by one:
+    a repeated key with the same arguments finds the first task, with other arguments it
+    is refused, and the rest are stored."""
+    first = new_task(key="same")
+    again = new_task(key="same")
+    clash = new_task(key="same", args={"path": "b.txt"})
+    plain = [new_task() for _ in range(5)]
+    tasks = [first, *plain, again, clash]
+    got = await asyncio.gather(*(submit_one(queue, task) for task in tasks), return_exceptions=True)
+    assert got[: len(plain) + 1] == [SubmitOutcome(t.id) for t in [first, *plain]]
+    assert got[-2] == SubmitOutcome(first.id, existing=True)
+    assert isinstance(got[-1], IdempotencyKeyReused)
+    stored = await queue.get_many([t.id for t in tasks], "alice")
+    assert sorted(t.id for t in stored) == sorted(t.id for t in [first, *plain])
+
+
+async def test_concurrent_single_submits_fill_a_queue_to_its_limit(make_queue: MakeQueue) -> None:
+    """Single submits made at once into a queue with room for some: those that fit are
+    stored, the others are refused with QUEUE_FULL."""
+    queue = await make_queue(max_queued=5)
+    await queue.submit([new_task() for _ in range(3)])
+    tasks = [new_task() for _ in range(4)]
+    got = await asyncio.gather(*(submit_one(queue, task) for task in tasks), return_exceptions=True)
+    assert got[:2] == [SubmitOutcome(t.id) for t in tasks[:2]]
+    assert all(isinstance(o, ResourceExhausted) for o in got[2:])
+    assert len(await queue.get_many([t.id for t in tasks], None)) == 2
 
 
 async def test_ten_thousand_tasks_in_batches_are_all_stored(queue: TaskQueue) -> None:

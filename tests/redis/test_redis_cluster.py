@@ -11,6 +11,7 @@ import redis.asyncio
 
 from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Completion, RetryPolicy, TaskError, TaskState, ToolResult
+from clawq_server.queue.base import submit_one
 from tests.contract.helpers import new_task
 from tests.redis_support import MakeRedisQueue, RedisServer
 
@@ -135,6 +136,20 @@ async def test_a_large_result_is_read_back_rather_than_published(
     calls, got = await _finish_while_waiting(make_redis_queue, private_redis, output)
     assert got == output
     assert calls == 2  # the completion and the waiter's read
+
+
+async def test_single_submits_made_at_once_share_one_script_call(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """Twenty unary submits in flight together reach Redis as one script call."""
+    queue = await make_redis_queue(sweep_interval=0, poll_s=30.0)
+    await queue.submit([new_task()])  # loads the script
+    tasks = [new_task() for _ in range(20)]
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        before = await _evals(client)
+        outcomes = await asyncio.gather(*(submit_one(queue, task) for task in tasks))
+        assert await _evals(client) == before + 1
+    assert [o.task_id for o in outcomes] == [t.id for t in tasks]
 
 
 async def test_a_lease_after_one_that_emptied_the_queue_waits_for_work_before_asking(

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
+from clawq_server.errors import ClawqError, ResourceExhausted
 from clawq_server.model import (
     Completion,
     HeartbeatOutcome,
@@ -123,6 +124,29 @@ class TaskQueue(Protocol):
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks (all when ids is None) back in the queue; the count moved."""
         ...
+
+
+Store = Callable[[Sequence[NewTask], bool], Awaitable[list[SubmitOutcome | Exception]]]
+
+
+async def submit_together(
+    store: Store, tasks: Sequence[NewTask]
+) -> Sequence[SubmitOutcome | Exception]:
+    """One-task submits of concurrent callers, stored by one non-atomic store call (each
+    outcome as if stored alone: idempotency keys are resolved in order). When the queue is
+    too full for all of them, each is tried on its own, so those that fit still go in."""
+    if len(tasks) == 1:
+        return await store(tasks, True)
+    try:
+        return await store(tasks, False)
+    except ResourceExhausted:
+        alone: list[SubmitOutcome | Exception] = []
+        for task in tasks:
+            try:
+                alone += await store([task], True)
+            except ClawqError as error:
+                alone.append(error)
+        return alone
 
 
 async def submit_one(queue: TaskQueue, task: NewTask) -> SubmitOutcome:

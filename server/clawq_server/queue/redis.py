@@ -49,11 +49,11 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
-from clawq_server.queue.base import submit_one, until_done
+from clawq_server.queue.base import submit_one, submit_together, until_done
+from clawq_server.queue.coalescer import Coalescer
 from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
-from clawq_server.queue.redis_batch import Coalescer
 from clawq_server.queue.redis_codec import (
     CompleteItem,
     complete_args,
@@ -131,6 +131,9 @@ class RedisQueue:
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.
         self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
+        self._singles: Coalescer[NewTask, SubmitOutcome] = Coalescer(
+            partial(submit_together, self._store)
+        )
         self._poll_s = poll_s
         self._drained = Drained(poll_s)
 
@@ -150,6 +153,7 @@ class RedisQueue:
         if self._sweeper is not None:
             await self._sweeper
         await self._completions.drain()
+        await self._singles.drain()
         await self._events.close()
         await self._client.aclose()
         await self._pool.disconnect()
@@ -157,7 +161,17 @@ class RedisQueue:
     async def submit(
         self, tasks: Sequence[NewTask], *, atomic: bool = False
     ) -> list[SubmitOutcome | Exception]:
-        """Store tasks in one script call; they are acknowledged once Redis has them."""
+        """Store tasks in one script call; they are acknowledged once Redis has them.
+
+        Single tasks submitted concurrently (unary Submit, Execute) share script calls.
+        """
+        if atomic and len(tasks) == 1:
+            return [await self._singles(tasks[0])]
+        return await self._store(tasks, atomic)
+
+    async def _store(
+        self, tasks: Sequence[NewTask], atomic: bool
+    ) -> list[SubmitOutcome | Exception]:
         if not tasks:
             return []
         fields, records = submit_batch(tasks, self._retry.default_max_attempts)
