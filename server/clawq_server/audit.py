@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 FLUSH_INTERVAL_S = 0.05
 REDACTED = "[REDACTED]"
@@ -117,23 +119,28 @@ class AuditLog:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                await asyncio.to_thread(self._write, batch)
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                except Exception:  # the writer must outlive one bad batch or a full disk
+                    log.exception("%d audit records could not be written", len(batch))
             if self._closing and not self._pending:
                 return
 
     def _write(self, batch: list[Mapping[str, Any]]) -> None:
         lines = []
+        prev = self._prev
         for entry in batch:
-            item = {**entry, "prev": self._prev}
+            item = {**entry, "prev": prev}
             if "args" in item:
                 item["args"] = self._redact(item["args"])
             body = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-            digest = chain_hash(self._prev, body)
+            digest = chain_hash(prev, body)
             lines.append(body[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
-            self._prev = digest
+            prev = digest
         with self._path.open("ab") as f:
             f.write(b"".join(lines))
             f.flush()
+        self._prev = prev  # only once written: the chain goes on from the file's last line
 
 
 @dataclass(frozen=True, slots=True)

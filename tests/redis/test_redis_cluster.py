@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from datetime import timedelta
 
@@ -136,6 +137,68 @@ async def test_a_large_result_is_read_back_rather_than_published(
     calls, got = await _finish_while_waiting(make_redis_queue, private_redis, output)
     assert got == output
     assert calls == 2  # the completion and the waiter's read
+
+
+async def test_one_done_message_carries_at_most_its_budget_of_records(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """Forty tasks of 6 KB finished by one script call: the message that every server
+    receives stays within its 64 KiB budget, and each waiter still gets its own output
+    (carried or read back)."""
+    quiet = {"sweep_interval": 0, "poll_s": 30.0}
+    front, back = await make_redis_queue(**quiet), await make_redis_queue(**quiet)
+    tasks = [new_task() for _ in range(40)]
+    await front.submit(tasks)
+    held = await back.lease("w1", None, 40, LONG)
+    assert len(held) == 40
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        pubsub = client.pubsub()
+        await pubsub.subscribe(front.keys.done)
+        confirmed = await pubsub.get_message(timeout=5.0)
+        assert confirmed is not None
+        assert confirmed["type"] == "subscribe"
+        waits = [asyncio.create_task(front.wait(t.id, "alice", 10.0)) for t in tasks]
+        outputs = {lease.task.id: lease.task.id.encode() * 200 for lease in held}
+        await asyncio.gather(
+            *(
+                back.complete(
+                    lease.task.id, lease.token, Completion(ToolResult(outputs[lease.task.id]))
+                )
+                for lease in held
+            )
+        )
+        done = await asyncio.wait_for(asyncio.gather(*waits), 5.0)
+        sizes = []
+        # Published before the waiters woke: every message is already on its way.
+        while (message := await pubsub.get_message(True, timeout=0.2)) is not None:
+            sizes.append(len(message["data"]))
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
+    assert {t.id: t.result.output for t in done if t.result} == outputs
+    assert sizes
+    assert max(sizes) <= 65536 + 40 * 64
+
+
+async def test_an_unreadable_done_message_does_not_stop_the_listener(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """A message that does not parse is logged; the next completion still wakes its waiter."""
+    quiet = {"sweep_interval": 0, "poll_s": 30.0}
+    front, back = await make_redis_queue(**quiet), await make_redis_queue(**quiet)
+    task = new_task()
+    await front.submit([task])
+    [held] = await back.lease("w1", None, 1, LONG)
+    waiting = asyncio.create_task(front.wait(task.id, "alice", 10.0))
+    async with redis.asyncio.Redis.from_url(private_redis.url) as client:
+        await client.publish(front.keys.done, b"T\x00\x00")  # cut short
+        head = struct.pack(">i", len(task.id)) + task.id.encode()
+        record = struct.pack(">i", 9) + b"ab"  # a field longer than the record
+        await client.publish(front.keys.done, b"T" + head + struct.pack(">i", len(record)) + record)
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await back.complete(task.id, held.token, Completion(result=ToolResult(b"ok")))
+    done = await asyncio.wait_for(waiting, 5.0)
+    assert done.state is TaskState.SUCCEEDED
+    assert time.monotonic() - started < 0.5  # woken, not found by the 30 s re-read
 
 
 async def test_single_submits_made_at_once_share_one_script_call(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -37,6 +38,36 @@ async def test_allowed_and_denied_calls_are_audited(
     assert allowed[0]["outcome"] == "SUCCEEDED"
     assert allowed[0]["task_id"]
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+class _FailsOnMarker(Redactor):
+    def __call__(self, value: object, key: str = "") -> object:
+        if value == "explode":
+            raise RuntimeError("redaction failed")
+        return super().__call__(value, key)
+
+
+async def test_a_batch_that_cannot_be_written_does_not_stop_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer logs a batch it cannot write and goes on; the chain stays intact."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, _FailsOnMarker())
+    await log.start()
+    log.record({"tool": "read_file", "args": {"path": "before"}})
+    await _until(lambda: path.exists() and b"before" in path.read_bytes())
+    log.record({"tool": "read_file", "args": {"path": "explode"}})
+    await _until(lambda: "could not be written" in caplog.text)
+    log.record({"tool": "read_file", "args": {"path": "after"}})
+    await log.close()
+    assert [r["args"] for r in _records(path)] == [{"path": "before"}, {"path": "after"}]
+    assert verify(path).ok
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - a file and a log, nothing to await
+            await asyncio.sleep(0.01)
 
 
 async def test_secrets_are_redacted(tmp_path: Path) -> None:

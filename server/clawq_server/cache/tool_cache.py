@@ -161,9 +161,10 @@ class ToolCache:
     def _plan(self, tool: str, args: JsonObject, args_json: bytes, principal: Principal) -> Target:
         """plan(), remembered: a target follows from the call and the principal alone.
 
-        Confinement is lexical (what the path leads to is the proof's business, checked
-        on every hit), and a reloaded policy makes new Principal objects, so a target is
-        reused only for the very principal it was planned for. Refusals are not kept.
+        Confinement is lexical (what a path leads to is the proof's business, checked on
+        every hit, the root's identity included: a root symlink pointed elsewhere fails
+        it), and a reloaded policy makes new Principal objects, so a target is reused only
+        for the very principal it was planned for. Refusals are not kept.
         """
         key = (tool, args_json)
         held = self._plans.get(key)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from clawq_server.errors import ClawqError, ResourceExhausted
+from clawq_server.errors import BackendUnavailable
 from clawq_server.model import (
     Completion,
     HeartbeatOutcome,
@@ -133,18 +133,21 @@ async def submit_together(
     store: Store, tasks: Sequence[NewTask]
 ) -> Sequence[SubmitOutcome | Exception]:
     """One-task submits of concurrent callers, stored by one non-atomic store call (each
-    outcome as if stored alone: idempotency keys are resolved in order). When the queue is
-    too full for all of them, each is tried on its own, so those that fit still go in."""
+    outcome as if stored alone: idempotency keys are resolved in order). When the call
+    fails as a whole (the queue too full for all of them, say), each is tried on its own,
+    so those that fit still go in and one bad task fails only its own caller."""
     if len(tasks) == 1:
         return await store(tasks, True)
     try:
         return await store(tasks, False)
-    except ResourceExhausted:
+    except BackendUnavailable:
+        raise  # each alone would fail the same way
+    except Exception:  # e.g. full, or too large together: nothing was stored
         alone: list[SubmitOutcome | Exception] = []
         for task in tasks:
             try:
                 alone += await store([task], True)
-            except ClawqError as error:
+            except Exception as error:
                 alone.append(error)
         return alone
 

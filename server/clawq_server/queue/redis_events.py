@@ -16,8 +16,9 @@ from clawq_server.queue.redis_codec import done_entries, done_task
 
 log = logging.getLogger(__name__)
 
-# Between reconnect attempts while Redis is away.
+# Between reconnect attempts while Redis is away; longest wait for a subscription's reply.
 RECONNECT_S = 0.5
+SUBSCRIBE_S = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -95,12 +96,29 @@ class Events:
         elif data[:1] == b"T":
             for task_id, record in done_entries(data):
                 waiters = self._waiters.get(task_id)
-                if not waiters:
-                    continue
-                task = done_task(record) if record is not None else None
-                for watch in waiters:
-                    watch.task = task
-                    watch.woken.set()
+                if waiters:
+                    self._finished(waiters, record)
+        elif data[:2] == b"t ":  # ids only: scripts of an earlier clawq, mid-upgrade
+            for task_id in data[2:].decode().split():
+                self._finished(self._waiters.get(task_id, set()), None)
+
+    def _finished(self, waiters: set[Watch], record: bytes | None) -> None:
+        task = None
+        if record is not None:
+            try:
+                task = done_task(record)
+            except Exception:  # the waiters read the task instead
+                log.exception("unreadable finished-task record")
+        for watch in waiters:
+            watch.task = task
+            watch.woken.set()
+
+    def _dispatch_safely(self, data: bytes) -> None:
+        try:
+            self.dispatch(data)
+        except Exception:  # a malformed message must not end the listener
+            log.exception("unreadable queue event message")
+            self._wake_waiters()
 
     def _wake_workers(self) -> None:
         self._work.set()
@@ -120,7 +138,7 @@ class Events:
         while not self._stopping:
             try:
                 await self._listen(channel, subscribed)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 if self._stopping:
                     return
                 log.warning("queue event subscriber lost Redis: %s", exc)
@@ -130,12 +148,18 @@ class Events:
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(channel)
-            # Anything published while we were away is only seen by re-reading.
+            # Only once Redis confirms are its messages sure to arrive; anything published
+            # before that, or while we were away, is seen by re-reading.
+            async with asyncio.timeout(SUBSCRIBE_S):
+                while (await pubsub.get_message(timeout=SUBSCRIBE_S) or {}).get(
+                    "type"
+                ) != "subscribe":
+                    pass
             subscribed()
             while not self._stopping:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message["type"] == "message":
-                    self.dispatch(message["data"])
+                    self._dispatch_safely(message["data"])
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream

@@ -182,16 +182,18 @@ local function set_error(t, code, reason, message)
 end
 
 -- A finished task as its done message carries it: the id, then the READ_FIELDS values
--- (get.lua's reply for it), or no record when its result is over INLINE_BYTES (a waiter
--- then reads it). Lengths are 4-byte big-endian, -1 for a missing value or record.
+-- (get.lua's reply for it). A record over INLINE_BYTES, or past the message's budget of
+-- MESSAGE_BYTES, is left out (a waiter then reads it): every server receives the message.
+-- Lengths are 4-byte big-endian, -1 for a missing value or record.
 local INLINE_BYTES = 8192
+local MESSAGE_BYTES = 65536
+local done_budget = MESSAGE_BYTES
 local function done_entry(id)
   local key = task_key(id)
-  local parts = {struct.pack('>i4', #id), id}
+  local head = struct.pack('>i4', #id) .. id
   local size = redis.call('HSTRLEN', key, 'output') + redis.call('HSTRLEN', key, 'stderr')
-  if size > INLINE_BYTES then
-    parts[3] = struct.pack('>i4', -1)
-    return table.concat(parts)
+  if size > INLINE_BYTES or size > done_budget then
+    return head .. struct.pack('>i4', -1)
   end
   local values = redis.call('HMGET', key, unpack(READ_FIELDS))
   local record = {}
@@ -204,9 +206,11 @@ local function done_entry(id)
     end
   end
   record = table.concat(record)
-  parts[3] = struct.pack('>i4', #record)
-  parts[4] = record
-  return table.concat(parts)
+  if #record > INLINE_BYTES or #record > done_budget then
+    return head .. struct.pack('>i4', -1)
+  end
+  done_budget = done_budget - #record
+  return head .. struct.pack('>i4', #record) .. record
 end
 
 -- Writes what was collected in bulk, then publishes the transitions; finished ids also go
