@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 
 from clawq_server.errors import BackendUnavailable
@@ -22,6 +23,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
+from clawq_server.queue.coalescer import Coalescer
 
 
 class TaskQueue(Protocol):
@@ -150,6 +152,30 @@ async def submit_together(
             except Exception as error:
                 alone.append(error)
         return alone
+
+
+class Submissions:
+    """A queue's submit over its store: single tasks submitted atomically by concurrent
+    callers (unary Submit, Execute) are stored together (submit_together), batches as
+    they come."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._singles: Coalescer[NewTask, SubmitOutcome] = Coalescer(
+            partial(submit_together, store)
+        )
+
+    async def __call__(
+        self, tasks: Sequence[NewTask], atomic: bool
+    ) -> list[SubmitOutcome | Exception]:
+        """The outcome of each task, as TaskQueue.submit returns them."""
+        if atomic and len(tasks) == 1:
+            return [await self._singles(tasks[0])]
+        return await self._store(tasks, atomic)
+
+    async def drain(self) -> None:
+        """Wait until every single submit gathered so far is stored."""
+        await self._singles.drain()
 
 
 async def submit_one(queue: TaskQueue, task: NewTask) -> SubmitOutcome:

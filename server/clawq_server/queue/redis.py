@@ -49,7 +49,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
-from clawq_server.queue.base import submit_one, submit_together, until_done
+from clawq_server.queue.base import Submissions, submit_one, until_done
 from clawq_server.queue.coalescer import Coalescer
 from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.keys import QueueKeys
@@ -90,10 +90,10 @@ class RedisQueue:
     Any number of processes may share one queue. Each instance keeps one bounded pool
     (connections are health-checked, time out after socket_timeout and are not retried,
     so an outage surfaces as BackendUnavailable within the caller's deadline and the
-    pool reconnects once Redis is back), one pub/sub subscriber, and a sweeper that
-    settles expired leases and due delayed tasks every sweep_interval seconds. With
-    watch_results off (a process that only runs workers), waits learn of results only by
-    their periodic re-read, every poll_s seconds.
+    pool reconnects once Redis is back), a pub/sub subscriber per channel it hears (see
+    redis_events.py), and a sweeper that settles expired leases and due delayed tasks
+    every sweep_interval seconds. With watch_results off (a process that only runs
+    workers), waits learn of results only by their periodic re-read, every poll_s seconds.
     """
 
     def __init__(
@@ -131,9 +131,7 @@ class RedisQueue:
         self._stopping = asyncio.Event()
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.
         self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
-        self._singles: Coalescer[NewTask, SubmitOutcome] = Coalescer(
-            partial(submit_together, self._store)
-        )
+        self._submissions = Submissions(self._store)
         self._poll_s = poll_s
         self._drained = Drained(poll_s)
 
@@ -153,7 +151,7 @@ class RedisQueue:
         if self._sweeper is not None:
             await self._sweeper
         await self._completions.drain()
-        await self._singles.drain()
+        await self._submissions.drain()
         await self._events.close()
         await self._client.aclose()
         await self._pool.disconnect()
@@ -165,9 +163,7 @@ class RedisQueue:
 
         Single tasks submitted concurrently (unary Submit, Execute) share script calls.
         """
-        if atomic and len(tasks) == 1:
-            return [await self._singles(tasks[0])]
-        return await self._store(tasks, atomic)
+        return await self._submissions(tasks, atomic)
 
     async def _store(
         self, tasks: Sequence[NewTask], atomic: bool

@@ -30,8 +30,7 @@ from clawq_server.model import (
 from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
-from clawq_server.queue.base import submit_one, submit_together, until_done
-from clawq_server.queue.coalescer import Coalescer
+from clawq_server.queue.base import Submissions, submit_one, until_done
 from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
@@ -92,9 +91,7 @@ class SqliteQueue:
         self._drained = Drained(poll_s)
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[object]] = set()
-        self._singles: Coalescer[NewTask, SubmitOutcome] = Coalescer(
-            partial(submit_together, self._store)
-        )
+        self._submissions = Submissions(self._store)
 
     async def start(self) -> None:
         """Open the file (creating the schema) and start the expired-lease sweeper."""
@@ -110,7 +107,7 @@ class SqliteQueue:
                 await self._sweeper
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self._singles.drain()
+        await self._submissions.drain()
         await self._db.close()
 
     async def submit(
@@ -120,9 +117,7 @@ class SqliteQueue:
 
         Single tasks submitted concurrently (unary Submit, Execute) share one insert.
         """
-        if atomic and len(tasks) == 1:
-            return [await self._singles(tasks[0])]
-        return await self._store(tasks, atomic)
+        return await self._submissions(tasks, atomic)
 
     async def _store(
         self, tasks: Sequence[NewTask], atomic: bool
