@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from hypothesis import given
@@ -66,3 +67,30 @@ def test_denied_by_agrees_with_the_plain_definition(parts: list[str]) -> None:
         or any(lowered[i : i + 2] == [".git", "config"] for i in range(len(lowered)))
     )
     assert (denied_by(DEFAULT_DENY_PATTERNS, tuple(parts)) is not None) == expected
+
+
+GLOB_PIECES = st.sampled_from(["a", "B", "*", "?", "a*", "*b", "[ab]", "[!a]", "*a*b", ".x"])
+NAMES = st.sampled_from(["a", "b", "A", "ab", "ba", "aab", "xb", ".x", "a.x", "c"])
+
+
+def _plain_match(pattern: str, parts: list[str]) -> bool:
+    pieces = [p.lower() for p in pattern.strip("/").split("/")]
+    names = [p.lower() for p in parts]
+    return any(
+        all(fnmatch.fnmatchcase(name, piece) for name, piece in zip(window, pieces, strict=True))
+        for window in (names[i : i + len(pieces)] for i in range(len(names) - len(pieces) + 1))
+    )
+
+
+@given(
+    st.lists(st.lists(GLOB_PIECES, min_size=1, max_size=3).map("/".join), min_size=1, max_size=4),
+    st.lists(NAMES, max_size=6),
+)
+def test_denied_by_agrees_with_fnmatch_for_any_patterns(
+    patterns: list[str], parts: list[str]
+) -> None:
+    """Wildcards never reach across a "/": each piece of a run matches one whole component."""
+    found = denied_by(tuple(patterns), tuple(parts))
+    matching = [p for p in patterns if _plain_match(p, parts)]
+    assert (found is not None) == bool(matching)
+    assert found is None or found in matching

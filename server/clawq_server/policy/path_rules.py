@@ -139,32 +139,55 @@ def _innermost(
 
 @dataclass(frozen=True, slots=True)
 class _DenyRules:
-    """Compiled deny patterns: single components in one alternation, runs piece by piece."""
+    """Compiled deny patterns: single components in one alternation, runs by width."""
 
     any_single: re.Pattern[str] | None
     singles: tuple[tuple[str, re.Pattern[str]], ...]
-    runs: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
+    # (width, one alternation of every run pattern of that width, the patterns in order)
+    runs: tuple[tuple[int, re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]], ...]
+
+
+def _glob(pattern: str) -> str:
+    """fnmatch's regular expression of one glob, without its end anchor."""
+    translated = fnmatch.translate(pattern)
+    return translated.removesuffix(r"\Z")
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(patterns: tuple[str, ...]) -> _DenyRules:
-    """Deny patterns as regular expressions: compiled once per distinct pattern list."""
+    """Deny patterns as regular expressions: compiled once per distinct pattern list.
 
-    def rx(pattern: str) -> re.Pattern[str]:
-        return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+    A run pattern ("a/b*") is matched against windows of exactly as many components
+    joined by "/", with its pieces' expressions joined by "/". Components hold no "/",
+    so the window has exactly as many slashes as the expression demands: no piece can
+    match across a component boundary, and a window matches exactly when each
+    component matches its piece.
+    """
+
+    def rx(expression: str) -> re.Pattern[str]:
+        return re.compile(expression, re.IGNORECASE)
 
     singles = [p for p in patterns if "/" not in p.strip("/")]
     combined = None
     if singles:
         # One alternation over every single-component pattern: one match per component.
-        alternatives = "|".join(f"(?:{fnmatch.translate(p)})" for p in singles)
-        combined = re.compile(alternatives, re.IGNORECASE)
+        combined = rx("|".join(f"(?:{_glob(p)})" for p in singles))
+    by_width: dict[int, list[tuple[str, str]]] = {}
+    for pattern in patterns:
+        pieces = pattern.strip("/").split("/")
+        if len(pieces) > 1:
+            by_width.setdefault(len(pieces), []).append(
+                (pattern, "/".join(_glob(piece) for piece in pieces))
+            )
     runs = tuple(
-        (p, tuple(rx(piece) for piece in p.strip("/").split("/")))
-        for p in patterns
-        if "/" in p.strip("/")
+        (
+            width,
+            rx("|".join(f"(?:{expression})" for _, expression in listed)),
+            tuple((pattern, rx(expression)) for pattern, expression in listed),
+        )
+        for width, listed in by_width.items()
     )
-    return _DenyRules(combined, tuple((p, rx(p)) for p in singles), runs)
+    return _DenyRules(combined, tuple((p, rx(_glob(p))) for p in singles), runs)
 
 
 def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
@@ -176,14 +199,13 @@ def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
     rules = _compiled(patterns)
     if rules.any_single is not None:
         for part in parts:
-            if rules.any_single.match(part):
-                return next(p for p, rx in rules.singles if rx.match(part))
-    for pattern, pieces in rules.runs:
-        width = len(pieces)
+            if rules.any_single.fullmatch(part):
+                return next(p for p, rx in rules.singles if rx.fullmatch(part))
+    for width, any_run, listed in rules.runs:
         for start in range(len(parts) - width + 1):
-            window = parts[start : start + width]
-            if all(rx.match(name) for name, rx in zip(window, pieces, strict=True)):
-                return pattern
+            window = "/".join(parts[start : start + width])
+            if any_run.fullmatch(window):
+                return next(p for p, rx in listed if rx.fullmatch(window))
     return None
 
 
