@@ -65,7 +65,11 @@ NO_DELAY = timedelta(0)
 def typed_args_to_dict(message: Message) -> dict[str, Any]:
     """The set fields of a typed argument message as a JSON-able dict (bytes as base64)."""
     if type(message) in _PLAIN:
-        return {fd.name: v for fd, v in message.ListFields()}
+        # A loop, not a comprehension: on Python 3.11 a comprehension is a function call.
+        plain: dict[str, Any] = {}
+        for fd, value in message.ListFields():
+            plain[fd.name] = value
+        return plain
     return {fd.name: _field_value(fd, v) for fd, v in message.ListFields()}
 
 
@@ -76,28 +80,28 @@ def struct_to_dict(struct: Struct) -> dict[str, Any]:
 
 def call_from_proto(message: pb.ToolCall) -> Call:
     """The domain Call of a ToolCall; raises InvalidArgument naming the bad field."""
-    if not message.tool:
+    tool = message.tool
+    if not tool:
         raise InvalidArgument.field("tool", "is required")
     which = message.WhichOneof("args")
     if which is None:
         args: dict[str, Any] = {}
     elif which == "arguments":
         args = struct_to_dict(message.arguments)
-    elif which != message.tool:
-        raise InvalidArgument.field(
-            which, f"typed arguments of {which} given for tool {message.tool}"
-        )
+    elif which != tool:
+        raise InvalidArgument.field(which, f"typed arguments of {which} given for tool {tool}")
     else:
         args = typed_args_to_dict(getattr(message, which))
     delay = message.delay.ToTimedelta() if message.HasField("delay") else NO_DELAY
+    # Positional: batches convert thousands of calls, and keywords cost a third more.
     return Call(
-        tool=message.tool,
-        args=args,
-        idempotency_key=message.idempotency_key,
-        priority=message.priority,
-        delay=delay,
-        max_attempts=message.max_attempts,
-        idempotent=message.idempotent,
+        tool,
+        args,
+        message.idempotency_key,
+        message.priority,
+        delay,
+        message.max_attempts,
+        message.idempotent,
     )
 
 

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NamedTuple
 
 from clawq_server.errors import NotFound
 from clawq_server.model import JsonObject, SideEffect
@@ -20,20 +20,31 @@ ENTRY_POINT_GROUP = "clawq.tools"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+class Registered(NamedTuple):
+    """A tool and its compiled argument validator."""
+
+    tool: Tool
+    validate: Validator
+
+
 class ToolRegistry:
     """Tools by name; each registration compiles the tool's schema once."""
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
-        self._validators: dict[str, Validator] = {}
+        self._entries: dict[str, Registered] = {}
 
     def register(self, tool: Tool) -> None:
         """Add a tool. Raises ValueError for a taken or malformed name or a bad schema."""
         check_tool(tool)
         if tool.name in self._tools:
             raise ValueError(f"a tool named {tool.name!r} is already registered")
-        self._validators[tool.name] = compile_schema(tool.schema)
+        self._entries[tool.name] = Registered(tool, compile_schema(tool.schema))
         self._tools[tool.name] = tool
+
+    def find(self, name: str) -> Registered | None:
+        """The named tool with its validator, or None (one lookup for admission's hot path)."""
+        return self._entries.get(name)
 
     def get(self, name: str) -> Tool:
         """The named tool; raises NotFound (TOOL_NOT_FOUND) for an unknown name."""
@@ -60,7 +71,7 @@ class ToolRegistry:
         naming the field for bad arguments.
         """
         self.get(name)
-        return self._validators[name](args)
+        return self._entries[name].validate(args)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
         """Register the tools advertised by installed packages; returns the names added.
