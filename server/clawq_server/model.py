@@ -131,9 +131,8 @@ class Task(NamedTuple):
         return self.state in TERMINAL_STATES
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitOutcome:
-    """The acknowledgement of one stored call."""
+class SubmitOutcome(NamedTuple):
+    """The acknowledgement of one stored call (a NamedTuple: built per call of a batch)."""
 
     task_id: str
     existing: bool = False

@@ -38,13 +38,17 @@ def submit(
     max_queued: int,
     retry: RetryPolicy,
 ) -> list[Outcome]:
-    """Insert tasks in one executemany, resolving idempotency keys first."""
+    """Insert tasks in one statement, resolving idempotency keys first."""
     seen = _known_keys(conn, tasks)
     outcomes: list[Outcome] = []
     fresh: list[NewTask] = []
     for task in tasks:
+        if not task.idempotency_key:
+            fresh.append(task)
+            outcomes.append(SubmitOutcome(task.id))
+            continue
         key = (task.principal, task.idempotency_key)
-        if task.idempotency_key and key in seen:
+        if key in seen:
             task_id, args_hash = seen[key]
             if args_hash == task.args_hash:
                 outcomes.append(SubmitOutcome(task_id, existing=True))
@@ -56,8 +60,7 @@ def submit(
                 raise error
             outcomes.append(error)
             continue
-        if task.idempotency_key:
-            seen[key] = (task.id, task.args_hash)
+        seen[key] = (task.id, task.args_hash)
         fresh.append(task)
         outcomes.append(SubmitOutcome(task.id))
     if fresh and max_queued > 0:

@@ -122,6 +122,9 @@ def insert_batch(tasks: Sequence[NewTask], default_attempts: int) -> bytes:
 
 
 def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
+    created = task.created.timestamp()
+    # Admission hands an undelayed task the same object twice: one conversion serves both.
+    not_before = created if task.not_before is task.created else task.not_before.timestamp()
     return (
         task.id,
         task.principal,
@@ -133,8 +136,8 @@ def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
         task.priority,
         max_attempts,
         int(task.idempotent),
-        task.created.timestamp(),
-        task.not_before.timestamp(),
+        created,
+        not_before,
     )
 
 
