@@ -33,6 +33,7 @@ from clawq_server.store.sqlite_archive import SqliteArchive
 from clawq_server.submission import Admission
 from clawq_server.tasks import Tasks
 from clawq_server.tools import builtin
+from clawq_server.tools.builtin import Toolset
 from clawq_server.tools.registry import ToolRegistry
 from clawq_server.worker import middleware
 from clawq_server.worker.cache_link import CacheLink
@@ -147,12 +148,8 @@ async def build_app(
     policy = Policy(config)
     queue = open_queue(config, serve=serve)
     await queue.start()
-    audit: AuditLog | None = None
-    sink: AuditSink = NullAudit()
-    if config.audit_path is not None:
-        audit = AuditLog(config.audit_path, Redactor(config.redact_patterns))
-        await audit.start()
-        sink = audit
+    audit = await _open_audit(config)
+    sink: AuditSink = audit if audit is not None else NullAudit()
     tools = builtin.build(config.sandbox, config.remote_tools)
     cache = open_cache(config, tools.registry)
     app = App(
@@ -167,46 +164,64 @@ async def build_app(
     if config.source is not None:
         app.watcher = asyncio.create_task(app.reload.watch(), name="config-watch")
     try:
-        chain = middleware.build_chain(
-            [
-                middleware.Metrics(),
-                middleware.Audit(sink),
-                middleware.Permission(tools.permissions),
-                middleware.Validation(tools.registry),
-                CacheLink(cache),
-                middleware.Timeout(default_s=300.0),
-            ]
-        )
-        for _ in range(1 if config.workers > 0 else 0):
-            worker = Worker(
-                queue,
-                tools.registry,
-                policy.principal,
-                chain,
-                WorkerSettings(
-                    tools=tools.local,
-                    concurrency=config.workers,
-                    lease_s=config.lease_s,
-                    grace_s=config.grace_s,
-                ),
-            )
-            await worker.start()
-            app.workers.append(worker)
+        if config.workers > 0:
+            app.workers.append(await _start_worker(app, tools, policy, sink))
         if serve:
-            admission = Admission(
-                tools.registry, tools.permissions, RateLimiter(), sink, RetryPolicy()
-            )
-            authenticate = Authenticator(lambda: policy.config.auth, policy.principal)
-            app.served = await start_server(
-                config.listen,
-                config.tls,
-                TaskServicer(Tasks(queue, admission, cache, app.recorder), authenticate),
-                AdminServicer(tools.registry, queue, cache, app.reload, authenticate),
-                WorkerServicer(queue, authenticate),
-            )
+            app.served = await _serve(app, tools, policy, sink)
         yield app
     finally:
         await _shutdown(app)
+
+
+async def _open_audit(config: Config) -> AuditLog | None:
+    if config.audit_path is None:
+        return None
+    audit = AuditLog(config.audit_path, Redactor(config.redact_patterns))
+    await audit.start()
+    return audit
+
+
+async def _start_worker(app: App, tools: Toolset, policy: Policy, sink: AuditSink) -> Worker:
+    """One in-process worker running config.workers tasks at once through the chain."""
+    chain = middleware.build_chain(
+        [
+            middleware.Metrics(),
+            middleware.Audit(sink),
+            middleware.Permission(tools.permissions),
+            middleware.Validation(tools.registry),
+            CacheLink(app.cache),
+            middleware.Timeout(default_s=300.0),
+        ]
+    )
+    config = app.config
+    worker = Worker(
+        app.queue,
+        tools.registry,
+        policy.principal,
+        chain,
+        WorkerSettings(
+            tools=tools.local,
+            concurrency=config.workers,
+            lease_s=config.lease_s,
+            grace_s=config.grace_s,
+        ),
+    )
+    await worker.start()
+    return worker
+
+
+async def _serve(app: App, tools: Toolset, policy: Policy, sink: AuditSink) -> Served:
+    """The gRPC server with its three services, started."""
+    admission = Admission(tools.registry, tools.permissions, RateLimiter(), sink, RetryPolicy())
+    authenticate = Authenticator(lambda: policy.config.auth, policy.principal)
+    tasks = Tasks(app.queue, admission, app.cache, app.recorder)
+    return await start_server(
+        app.config.listen,
+        app.config.tls,
+        TaskServicer(tasks, authenticate),
+        AdminServicer(tools.registry, app.queue, app.cache, app.reload, authenticate),
+        WorkerServicer(app.queue, authenticate),
+    )
 
 
 async def _shutdown(app: App) -> None:
