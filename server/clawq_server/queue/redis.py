@@ -18,20 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from clawq_server.errors import (
     BackendUnavailable,
-    LeaseLost,
     NotFound,
     ResourceExhausted,
     TaskAlreadyFinished,
@@ -50,14 +46,9 @@ from clawq_server.model import (
     TaskState,
 )
 from clawq_server.queue.base import Submissions, submit_one, until_done
-from clawq_server.queue.coalescer import Coalescer
-from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_codec import (
-    CompleteItem,
-    complete_args,
-    entry_order,
     key_reused,
     list_args,
     outcomes,
@@ -69,7 +60,8 @@ from clawq_server.queue.redis_codec import (
     to_task,
 )
 from clawq_server.queue.redis_events import Events, Watch
-from clawq_server.queue.redis_scripts import Scripts, open_pool, translated
+from clawq_server.queue.redis_lease import RedisLeases
+from clawq_server.queue.redis_scripts import ScriptCalls, Scripts, open_pool, translated
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +106,24 @@ class RedisQueue:
         poll_s: float = POLL_S,
     ) -> None:
         self.keys = QueueKeys(prefix, queue)
-        self._archiving = "1" if archive else "0"
+        self._archiving = archive
         self._retry = retry
         self._max_queued = max_queued
-        self._retention = str(max(int(retention.total_seconds()), 1))
         self._sweep_interval = sweep_interval
         self._consumer_idle_ms = int(consumer_idle.total_seconds() * 1000)
         self._pool = open_pool(url, pool_size, socket_timeout)
         self._client = Redis(connection_pool=self._pool)
         self._scripts = Scripts.register(self._client)
+        self._call = ScriptCalls(self.keys.base, retention, archive)
         # A worker-only process waits on no task: it skips the terminal-task messages,
         # which arrive for every completion of every worker.
         done = self.keys.done if watch_results else None
         self._events = Events(self._client, self.keys.events, done)
+        self._leases = RedisLeases(self._call, self._scripts, self._events, retry, poll_s)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        # Completions of concurrent callers (a worker's parallel tasks) share script calls.
-        self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
         self._submissions = Submissions(self._store)
         self._poll_s = poll_s
-        self._drained = Drained(poll_s)
 
     async def start(self) -> None:
         """Check Redis answers, then start the subscriber and the sweeper."""
@@ -150,7 +140,7 @@ class RedisQueue:
         self._stopping.set()
         if self._sweeper is not None:
             await self._sweeper
-        await self._completions.drain()
+        await self._leases.drain()
         await self._submissions.drain()
         await self._events.close()
         await self._client.aclose()
@@ -171,7 +161,7 @@ class RedisQueue:
         if not tasks:
             return []
         fields, records = submit_batch(tasks, self._retry.default_max_attempts)
-        reply = await self._eval(
+        reply = await self._call(
             self._scripts.submit, [int(atomic), self._max_queued, fields, records]
         )
         if reply[0] == b"CONFLICT":
@@ -187,21 +177,21 @@ class RedisQueue:
     async def record(self, tasks: Sequence[Task]) -> None:
         """Store tasks that finished without a worker, as they are."""
         if tasks:
-            await self._eval(self._scripts.record, record_args(tasks))
+            await self._call(self._scripts.record, record_args(tasks))
 
     async def get_many(self, ids: Sequence[str], principal: str | None) -> list[Task]:
         """The tasks that exist (and belong to principal), in the order asked."""
         found: list[Task | None] = []
         for start in range(0, len(ids), GET_CHUNK):
             chunk = list(ids[start : start + GET_CHUNK])
-            found += map(read_task, await self._eval(self._scripts.get, chunk, read=True))
+            found += map(read_task, await self._call(self._scripts.get, chunk, read=True))
         return [
             t for t in found if t is not None and (principal is None or t.principal == principal)
         ]
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Tasks newest first, filtered and paged by query."""
-        reply = await self._eval(self._scripts.list, list_args(query, MAX_PAGE), read=True)
+        reply = await self._call(self._scripts.list, list_args(query, MAX_PAGE), read=True)
         ids = [raw.decode() for raw in reply[2:]]
         found = {task.id: task for task in await self.get_many(ids, None)}
         tasks = [found[task_id] for task_id in ids if task_id in found]
@@ -211,7 +201,7 @@ class RedisQueue:
     async def cancel(self, task_id: str, principal: str | None) -> Task:
         """Cancel a queued task now; flag a running one for its worker."""
         args = [task_id, int(principal is not None), principal or ""]
-        reply = await self._eval(self._scripts.cancel, args)
+        reply = await self._call(self._scripts.cancel, args)
         if reply[0] == b"NOT_FOUND":
             raise NotFound(f"task {task_id} not found")
         if reply[0] == b"FINISHED":
@@ -257,74 +247,25 @@ class RedisQueue:
         wait: float = 0.0,
     ) -> list[Lease]:
         """Claim up to limit ready tasks, waiting up to wait seconds for one."""
-        if limit <= 0 or (tools is not None and not tools):
-            return []
-        deadline = time.monotonic() + max(wait, 0.0)
-        names = sorted(set(tools)) if tools is not None else None
-        tool_args: list[Any] = [-1] if names is None else [len(names), *names]
-        key = tool_key(tools)
-        await self._drained.settle(key, wait)
-        while True:
-            signal = self._events.work  # replaced on every notification, so none is missed
-            now = time.time()
-            token = secrets.token_hex(16)
-            expires = now + lease_for.total_seconds()
-            args = [worker_id, limit, token, repr(expires), *tool_args]
-            reply = await self._eval(self._scripts.lease, args, now=now)
-            due = float(reply[0]) if reply[0] else None
-            remaining = deadline - time.monotonic()
-            if len(reply) > 1 or remaining <= 0:
-                self._drained.leased(key, signal, due, len(reply) - 1, limit)
-                until = datetime.fromtimestamp(expires, UTC)
-                held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
-                held.sort(key=lambda pair: (-pair[0].priority, pair[1]))
-                return [Lease(task=task, token=token, expires=until) for task, _ in held]
-            pause = min(remaining, self._poll_s)
-            if due is not None:
-                pause = min(pause, max(due - time.time(), 0.001))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), pause)
+        return await self._leases.lease(worker_id, tools, limit, lease_for, wait)
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], lease_for: timedelta
     ) -> HeartbeatOutcome:
         """Extend leases; report lost ones and ones whose task was cancelled."""
-        if not leases:
-            return HeartbeatOutcome()
-        now = time.time()
-        args: list[Any] = [repr(now + lease_for.total_seconds())]
-        for task_id, token in leases:
-            args.extend((task_id, token))
-        lost, cancelled = await self._eval(self._scripts.heartbeat, args, now=now)
-        return HeartbeatOutcome(
-            lost=frozenset(raw.decode() for raw in lost),
-            cancelled=frozenset(raw.decode() for raw in cancelled),
-        )
+        return await self._leases.heartbeat(leases, lease_for)
 
     async def complete(self, task_id: str, token: str, completion: Completion) -> TaskState:
-        """Record a leased task's outcome, fenced by its token.
-
-        Completions made concurrently are written by one script call.
-        """
-        return await self._completions((task_id, token, completion))
-
-    async def _complete_many(self, items: list[CompleteItem]) -> list[TaskState | Exception]:
-        replies = await self._eval(self._scripts.complete, complete_args(items, self._retry))
-        return [
-            LeaseLost(f"task {task_id} is no longer leased with this token")
-            if reply == b"LOST"
-            else TaskState(reply.decode())
-            for (task_id, _, _), reply in zip(items, replies, strict=True)
-        ]
+        """Record a leased task's outcome, fenced by its token."""
+        return await self._leases.complete(task_id, token, completion)
 
     async def release(self, task_id: str, token: str) -> None:
         """Give a leased task back without counting the attempt."""
-        if await self._eval(self._scripts.release, [task_id, token]) == b"LOST":
-            raise LeaseLost(f"task {task_id} is no longer leased with this token")
+        await self._leases.release(task_id, token)
 
     async def stats(self) -> QueueStats:
         """Depths and counts."""
-        return to_stats(await self._eval(self._scripts.stats, [], read=True))
+        return to_stats(await self._call(self._scripts.stats, [], read=True))
 
     async def count_queued(self, principal: str) -> int:
         """The size of the principal's QUEUED index."""
@@ -336,30 +277,12 @@ class RedisQueue:
     async def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put DEAD tasks back in the queue; the count moved."""
         args: list[Any] = ["1"] if ids is None else ["0", *ids]
-        return int(await self._eval(self._scripts.requeue, args))
-
-    async def _eval(
-        self, script: AsyncScript, args: list[Any], now: float | None = None, *, read: bool = False
-    ) -> Any:
-        """One script call. A read is tried once more after a connection error: a pooled
-        connection may be older than a Redis restart, repeating a read changes nothing, and
-        a Redis that is down refuses the new connection at once."""
-        stamp = repr(time.time() if now is None else now)
-        call = partial(
-            script, keys=[self.keys.base], args=[stamp, self._retention, self._archiving, *args]
-        )
-        with translated():
-            try:
-                return await call()
-            except RedisConnectionError:
-                if not read:
-                    raise
-                return await call()
+        return int(await self._call(self._scripts.requeue, args))
 
     @property
     def archives(self) -> bool:
         """True when finished task ids are fed to the archive stream."""
-        return self._archiving == "1"
+        return self._archiving
 
     def archive_feed(self, group: str = "archive") -> ArchiveFeed:
         """The finished-task stream as read by group, over this queue's pool."""
@@ -367,7 +290,7 @@ class RedisQueue:
 
     async def tidy_consumers(self) -> int:
         """Remove consumers with nothing pending, idle past consumer_idle; the count."""
-        return int(await self._eval(self._scripts.tidy, [self._consumer_idle_ms]))
+        return int(await self._call(self._scripts.tidy, [self._consumer_idle_ms]))
 
     async def _sweep(self) -> None:
         # Without it, a lost lease would be settled only when a worker next asks for work.
@@ -377,7 +300,7 @@ class RedisQueue:
                 await asyncio.wait_for(self._stopping.wait(), self._sweep_interval)
                 return
             try:
-                await self._eval(self._scripts.sweep, [])
+                await self._call(self._scripts.sweep, [])
                 if time.monotonic() - tidied > TIDY_EVERY_S:
                     tidied = time.monotonic()
                     await self.tidy_consumers()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -72,6 +76,31 @@ class Scripts:
     def register(cls, client: Redis) -> Scripts:
         """Scripts bound to client."""
         return cls(*(client.register_script(source(name)) for name in _NAMES))
+
+
+class ScriptCalls:
+    """Calls one queue's scripts: its key, the arguments every script starts with, and
+    errors translated (see translated())."""
+
+    def __init__(self, base_key: str, retention: timedelta, archive: bool) -> None:
+        self._keys = [base_key]
+        self._common = [str(max(int(retention.total_seconds()), 1)), "1" if archive else "0"]
+
+    async def __call__(
+        self, script: AsyncScript, args: list[Any], now: float | None = None, *, read: bool = False
+    ) -> Any:
+        """One script call. A read is tried once more after a connection error: a pooled
+        connection may be older than a Redis restart, repeating a read changes nothing, and
+        a Redis that is down refuses the new connection at once."""
+        stamp = repr(time.time() if now is None else now)
+        call = partial(script, keys=self._keys, args=[stamp, *self._common, *args])
+        with translated():
+            try:
+                return await call()
+            except RedisConnectionError:
+                if not read:
+                    raise
+                return await call()
 
 
 def open_pool(url: str, size: int, timeout: float) -> BlockingConnectionPool:
