@@ -8,7 +8,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -32,8 +32,9 @@ from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
 from clawq_server.queue.base import Submissions, submit_one, until_done
 from clawq_server.queue.drained import Drained, tool_key
-from clawq_server.queue.sqlite_db import Effects, SqliteDb, WriteOp
+from clawq_server.queue.sqlite_db import SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
+from clawq_server.queue.sqlite_watch import CommitWatch
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,8 @@ class SqliteQueue:
         self._retry = retry
         self._max_queued = max_queued
         self._sweep_interval = sweep_interval
-        self._db = SqliteDb(Path(path), readers, self._on_commit, busy_timeout)
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._finished: dict[str, Task] = {}  # final rows of watched tasks, from their commit
-        self._work = asyncio.Event()
+        self._watch = CommitWatch()
+        self._db = SqliteDb(Path(path), readers, self._watch.on_commit, busy_timeout)
         self._poll_s = poll_s
         self._drained = Drained(poll_s)
         self._sweeper: asyncio.Task[None] | None = None
@@ -166,42 +165,23 @@ class SqliteQueue:
     ) -> Task:
         """The task once terminal, or as it is after timeout seconds."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        with self._watching(task_id) as woken:
+        with self._watch.watching(task_id) as woken:
             look = partial(self._look, task_id, principal)
             return await until_done(look, woken, deadline, self._poll_s)
 
     async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
         """Store one task and wait for it, without a first read of the new row."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        with self._watching(task.id) as woken:
+        with self._watch.watching(task.id) as woken:
             outcome = await submit_one(self, task)
             if outcome.task_id == task.id:
                 look = partial(self._look, task.id, task.principal)
                 return await until_done(look, woken, deadline, self._poll_s, queued=True)
         return await self.wait(outcome.task_id, task.principal, deadline - time.monotonic())
 
-    @contextlib.contextmanager
-    def _watching(self, task_id: str) -> Iterator[asyncio.Event]:
-        woken = asyncio.Event()
-        self._waiters.setdefault(task_id, set()).add(woken)
-        try:
-            yield woken
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters is not None:
-                waiters.discard(woken)
-                if not waiters:
-                    del self._waiters[task_id]
-                    self._finished.pop(task_id, None)
-
     async def _look(self, task_id: str, principal: str | None) -> Task:
-        return self._finished_for(task_id, principal) or await self._get_one(task_id, principal)
-
-    def _finished_for(self, task_id: str, principal: str | None) -> Task | None:
-        task = self._finished.get(task_id)
-        if task is None or (principal is not None and task.principal != principal):
-            return None
-        return task
+        finished = self._watch.finished(task_id, principal)
+        return finished or await self._get_one(task_id, principal)
 
     async def lease(
         self,
@@ -216,7 +196,7 @@ class SqliteQueue:
         key = tool_key(tools)
         await self._drained.settle(key, wait)
         while True:
-            signal = self._work  # replaced on every notification, so none is missed
+            signal = self._watch.work
             now = time.time()
             token = secrets.token_hex(16)
             expires = now + lease_for.total_seconds()
@@ -312,18 +292,6 @@ class SqliteQueue:
         if not found:
             raise NotFound(f"task {task_id} not found")
         return found[0]
-
-    def _on_commit(self, effects: Effects) -> None:
-        for task_id in effects.terminal:
-            waiters = self._waiters.get(task_id)
-            if waiters:
-                if task_id in effects.finished:
-                    self._finished[task_id] = effects.finished[task_id]
-                for woken in waiters:
-                    woken.set()
-        if effects.work:
-            self._work.set()
-            self._work = asyncio.Event()
 
     async def _sweep(self) -> None:
         # Without it, a lost lease would be settled only when a worker next asks for work.
