@@ -71,6 +71,11 @@ def test_denied_by_agrees_with_the_plain_definition(parts: list[str]) -> None:
 
 GLOB_PIECES = st.sampled_from(["a", "B", "*", "?", "a*", "*b", "[ab]", "[!a]", "*a*b", ".x"])
 NAMES = st.sampled_from(["a", "b", "A", "ab", "ba", "aab", "xb", ".x", "a.x", "c"])
+GLOBS = st.tuples(
+    st.sampled_from(["", "/"]),
+    st.lists(GLOB_PIECES, min_size=1, max_size=3).map("/".join),
+    st.sampled_from(["", "/"]),
+).map("".join)
 
 
 def _plain_match(pattern: str, parts: list[str]) -> bool:
@@ -82,15 +87,30 @@ def _plain_match(pattern: str, parts: list[str]) -> bool:
     )
 
 
-@given(
-    st.lists(st.lists(GLOB_PIECES, min_size=1, max_size=3).map("/".join), min_size=1, max_size=4),
-    st.lists(NAMES, max_size=6),
-)
+@given(st.lists(GLOBS, min_size=1, max_size=4), st.lists(NAMES, max_size=6))
 def test_denied_by_agrees_with_fnmatch_for_any_patterns(
     patterns: list[str], parts: list[str]
 ) -> None:
-    """Wildcards never reach across a "/": each piece of a run matches one whole component."""
+    """Each piece of a pattern matches one whole component; end slashes change nothing."""
     found = denied_by(tuple(patterns), tuple(parts))
     matching = [p for p in patterns if _plain_match(p, parts)]
     assert (found is not None) == bool(matching)
     assert found is None or found in matching
+
+
+def test_a_pattern_with_end_slashes_hides_its_component() -> None:
+    """ "/.env" and ".env/" hide a ".env" component as ".env" does."""
+    for pattern in ("/.env", ".env/", "/.env/"):
+        assert denied_by((pattern,), ("app", ".env")) == pattern
+
+
+def test_wide_wildcard_runs_match_piece_by_piece() -> None:
+    """Matching grows with the path, not exponentially with a pattern's width.
+
+    Matched as one expression over the joined components, this pattern backtracks through
+    every way of spreading its stars over the slashes: minutes, not microseconds.
+    """
+    pattern = "/".join(["*"] * 24 + ["x"])
+    parts = tuple("c" * 40 for _ in range(60))
+    assert denied_by((pattern,), parts) is None
+    assert denied_by((pattern,), (*parts, "x")) == pattern

@@ -139,55 +139,41 @@ def _innermost(
 
 @dataclass(frozen=True, slots=True)
 class _DenyRules:
-    """Compiled deny patterns: single components in one alternation, runs by width."""
+    """Compiled deny patterns: single components in one alternation, runs piece by piece."""
 
     any_single: re.Pattern[str] | None
     singles: tuple[tuple[str, re.Pattern[str]], ...]
-    # (width, one alternation of every run pattern of that width, the patterns in order)
-    runs: tuple[tuple[int, re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]], ...]
+    runs: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
 
 
 def _glob(pattern: str) -> str:
     """fnmatch's regular expression of one glob, without its end anchor."""
-    translated = fnmatch.translate(pattern)
-    return translated.removesuffix(r"\Z")
+    return fnmatch.translate(pattern).removesuffix(r"\Z")
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(patterns: tuple[str, ...]) -> _DenyRules:
     """Deny patterns as regular expressions: compiled once per distinct pattern list.
 
-    A run pattern ("a/b*") is matched against windows of exactly as many components
-    joined by "/", with its pieces' expressions joined by "/". Components hold no "/",
-    so the window has exactly as many slashes as the expression demands: no piece can
-    match across a component boundary, and a window matches exactly when each
-    component matches its piece.
+    Leading and trailing slashes only anchor a pattern in the writer's mind: "/.env" and
+    ".env/" hide every ".env" component, as ".env" does.
     """
 
-    def rx(expression: str) -> re.Pattern[str]:
-        return re.compile(expression, re.IGNORECASE)
+    def rx(glob: str) -> re.Pattern[str]:
+        return re.compile(_glob(glob), re.IGNORECASE)
 
-    singles = [p for p in patterns if "/" not in p.strip("/")]
+    pieces = {p: tuple(p.strip("/").split("/")) for p in patterns}
+    singles = [(p, pieces[p][0]) for p in patterns if len(pieces[p]) == 1]
     combined = None
     if singles:
         # One alternation over every single-component pattern: one match per component.
-        combined = rx("|".join(f"(?:{_glob(p)})" for p in singles))
-    by_width: dict[int, list[tuple[str, str]]] = {}
-    for pattern in patterns:
-        pieces = pattern.strip("/").split("/")
-        if len(pieces) > 1:
-            by_width.setdefault(len(pieces), []).append(
-                (pattern, "/".join(_glob(piece) for piece in pieces))
-            )
+        combined = re.compile("|".join(f"(?:{_glob(glob)})" for _, glob in singles), re.IGNORECASE)
+    # Each piece is matched against one component on its own: joined into one expression
+    # over "/"-joined components, a wide pattern of wildcards backtracks exponentially.
     runs = tuple(
-        (
-            width,
-            rx("|".join(f"(?:{expression})" for _, expression in listed)),
-            tuple((pattern, rx(expression)) for pattern, expression in listed),
-        )
-        for width, listed in by_width.items()
+        (p, tuple(rx(piece) for piece in pieces[p])) for p in patterns if len(pieces[p]) > 1
     )
-    return _DenyRules(combined, tuple((p, rx(_glob(p))) for p in singles), runs)
+    return _DenyRules(combined, tuple((p, rx(glob)) for p, glob in singles), runs)
 
 
 def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
@@ -195,17 +181,21 @@ def denied_by(patterns: tuple[str, ...], parts: tuple[str, ...]) -> str | None:
 
     A pattern with slashes (".git/config") matches any run of that many components, so it
     holds at every depth; matching ignores case so ".ENV" is as hidden as ".env".
+    Single-component patterns are looked at first, then runs in the order given.
     """
     rules = _compiled(patterns)
     if rules.any_single is not None:
         for part in parts:
             if rules.any_single.fullmatch(part):
                 return next(p for p, rx in rules.singles if rx.fullmatch(part))
-    for width, any_run, listed in rules.runs:
-        for start in range(len(parts) - width + 1):
-            window = "/".join(parts[start : start + width])
-            if any_run.fullmatch(window):
-                return next(p for p, rx in listed if rx.fullmatch(window))
+    for pattern, run in rules.runs:
+        for start in range(len(parts) - len(run) + 1):
+            # A plain loop: a generator per window costs more than the matches themselves.
+            for offset, piece in enumerate(run):
+                if not piece.fullmatch(parts[start + offset]):
+                    break
+            else:
+                return pattern
     return None
 
 
