@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from clawq_server.errors import InvalidArgument
-from clawq_server.policy.principal import DEFAULT_COMMANDS, Limits, Principal, Root
+from clawq_server.policy.principal import (
+    DEFAULT_COMMANDS,
+    DEFAULT_DENY_PATTERNS,
+    Limits,
+    Principal,
+    Root,
+)
 
 ANONYMOUS = "anonymous"
 
@@ -117,6 +123,7 @@ def _principal(raw: Mapping[str, Any], base: Path) -> Principal:
         tools=frozenset(tools) if tools is not None else None,
         commands=tuple(raw.get("commands", DEFAULT_COMMANDS)),
         env_allow=frozenset(raw.get("env_allow", ())),
+        deny_patterns=(*DEFAULT_DENY_PATTERNS, *_deny(raw.get("deny", []), name)),
         python_enabled=bool(raw.get("python", False)),
         allow_recursive_delete=bool(raw.get("allow_recursive_delete", False)),
         limits=_limits(raw.get("limits", {})),
@@ -125,6 +132,15 @@ def _principal(raw: Mapping[str, Any], base: Path) -> Principal:
         max_queued=int(raw.get("max_queued", 0)),
         worker=bool(raw.get("worker", False)),
     )
+
+
+def _deny(raw: Any, principal: str) -> tuple[str, ...]:
+    """A principal's own deny patterns: added to the defaults, which cannot be dropped."""
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.strip("/") for p in raw):
+        raise InvalidArgument.field(
+            f"principals.{principal}.deny", "must be a list of non-empty glob patterns"
+        )
+    return tuple(raw)
 
 
 def _auth(principals: list[Mapping[str, Any]], env: Mapping[str, str]) -> AuthConfig:
