@@ -31,16 +31,14 @@ class ToolRegistry:
     """Tools by name; each registration compiles the tool's schema once."""
 
     def __init__(self) -> None:
-        self._tools: dict[str, Tool] = {}
         self._entries: dict[str, Registered] = {}
 
     def register(self, tool: Tool) -> None:
         """Add a tool. Raises ValueError for a taken or malformed name or a bad schema."""
         check_tool(tool)
-        if tool.name in self._tools:
+        if tool.name in self._entries:
             raise ValueError(f"a tool named {tool.name!r} is already registered")
         self._entries[tool.name] = Registered(tool, compile_schema(tool.schema))
-        self._tools[tool.name] = tool
 
     def find(self, name: str) -> Registered | None:
         """The named tool with its validator, or None (one lookup for admission's hot path)."""
@@ -48,21 +46,18 @@ class ToolRegistry:
 
     def get(self, name: str) -> Tool:
         """The named tool; raises NotFound (TOOL_NOT_FOUND) for an unknown name."""
-        tool = self._tools.get(name)
-        if tool is None:
-            raise NotFound(f"unknown tool {name!r}", reason="TOOL_NOT_FOUND")
-        return tool
+        return self._found(name).tool
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        return name in self._entries
 
     def names(self) -> list[str]:
         """Every tool name, sorted."""
-        return sorted(self._tools)
+        return sorted(self._entries)
 
     def tools(self) -> list[Tool]:
         """Every tool, sorted by name."""
-        return [self._tools[name] for name in self.names()]
+        return [self._entries[name].tool for name in self.names()]
 
     def validate(self, name: str, args: JsonObject) -> dict[str, Any]:
         """The arguments checked against the tool's schema, with defaults filled in.
@@ -70,8 +65,13 @@ class ToolRegistry:
         Raises NotFound for an unknown tool and InvalidArgument (TOOL_ARGUMENTS_INVALID)
         naming the field for bad arguments.
         """
-        self.get(name)
-        return self._entries[name].validate(args)
+        return self._found(name).validate(args)
+
+    def _found(self, name: str) -> Registered:
+        found = self._entries.get(name)
+        if found is None:
+            raise NotFound(f"unknown tool {name!r}", reason="TOOL_NOT_FOUND")
+        return found
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
         """Register the tools advertised by installed packages; returns the names added.
