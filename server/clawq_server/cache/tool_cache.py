@@ -1,29 +1,25 @@
 """ToolCache: the cache the server uses — lookups, single-flight runs, invalidation, control.
 
-A result is served only while its proof holds (see fingerprint.py): on a hit the watch
-generations are checked after draining inotify (O(1) when no event arrived at all), a file's
-stamp is re-read with one lstat, and the root's identity with one stat. A host without a
-proof of an entry (a shared Redis entry, or no inotify) proves it again by walking.
+A result is served only while its proof holds (see fingerprint.py and proofs.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 
 import orjson
 
 from clawq_server.cache.base import Entry, EntryStore
 from clawq_server.cache.control import ToolCacheStats
-from clawq_server.cache.fingerprint import Kind, Proof, Target, file_stamp, plan, prove
+from clawq_server.cache.fingerprint import Kind, Proof, Target, plan
 from clawq_server.cache.flight import Flight, Flights
 from clawq_server.cache.memory import MemoryStore
-from clawq_server.cache.watch import Watcher, WatchUnavailable
+from clawq_server.cache.proofs import Proofs, same, watcher
+from clawq_server.cache.watch import Watcher
 from clawq_server.config import CacheConfig
 from clawq_server.errors import ClawqError
 from clawq_server.model import JsonObject, NewTask, SideEffect, Task, ToolResult, finished_task
@@ -35,14 +31,6 @@ from clawq_server.tools.registry import ToolRegistry
 Compute = Callable[[], Awaitable[ToolResult]]
 # Targets remembered per (tool, canonical arguments): repeated calls skip planning.
 PLAN_MEMO = 1024
-
-
-@dataclass(slots=True)
-class _View:
-    """This process's proof of one stored entry."""
-
-    entry_id: str
-    proof: Proof
 
 
 class ToolCache:
@@ -58,12 +46,11 @@ class ToolCache:
         self._config = config
         self._store = store
         self._registry = registry
-        self._watcher = watcher
-        self._views: OrderedDict[str, _View] = OrderedDict()
+        self._proofs = Proofs(watcher, max(config.max_entries, 1) if store.shared else 0)
         self._plans: OrderedDict[tuple[str, bytes], tuple[Principal, Target]] = OrderedDict()
         self._flights = Flights()
         if isinstance(store, MemoryStore):
-            store.on_drop = self._forget
+            store.on_drop = self._proofs.forget
 
     @classmethod
     def in_memory(cls, config: CacheConfig, registry: ToolRegistry) -> ToolCache:
@@ -72,11 +59,8 @@ class ToolCache:
 
     async def close(self) -> None:
         """Drop every proof and close the store and the watcher."""
-        for key in list(self._views):
-            self._forget(key)
+        self._proofs.close()
         await self._store.close()
-        if self._watcher is not None:
-            self._watcher.close()
 
     def cacheable(self, tool: Tool) -> bool:
         """True when results of tool may be stored and served."""
@@ -144,8 +128,7 @@ class ToolCache:
     async def clear(self) -> int:
         """Drop everything."""
         removed = await self._store.clear()
-        for key in list(self._views):
-            self._forget(key)
+        self._proofs.forget_all()
         return removed
 
     async def invalidate(self, principal: Principal, path_prefix: str, pattern: str) -> int:
@@ -184,51 +167,10 @@ class ToolCache:
         entry = await self._store.get(target.key)
         if entry is None:
             return None
-        if await self._valid(entry, target):
+        if await self._proofs.valid(entry, target):
             return entry
         await self._store.drop([target.key])
         return None
-
-    async def _valid(self, entry: Entry, target: Target) -> bool:
-        view = self._views.get(target.key)
-        if view is not None and view.entry_id == entry.id:
-            self._views.move_to_end(target.key)
-            return self._holds(view.proof, target, entry)
-        if target.kind is Kind.OPAQUE:
-            return True
-        proof = await self._prove(target)
-        if proof is None or not _same(proof, entry):
-            self._release(proof)
-            return False
-        self._keep(target.key, entry.id, proof)
-        return True
-
-    def _holds(self, proof: Proof, target: Target, entry: Entry) -> bool:
-        """The proof still holds: generations unmoved, same file stamp, same root."""
-        if target.kind is Kind.OPAQUE:
-            return True
-        watcher = self._watcher
-        if watcher is None:
-            return False
-        if watcher.drain() != proof.seen:
-            seen, versions = watcher.snapshot(proof.deps)
-            if versions != proof.versions:
-                return False
-            proof.seen = seen
-        try:
-            if target.kind is Kind.FILE:
-                st = os.stat(target.path, follow_symlinks=False)
-                if file_stamp(st) != entry.stamp:
-                    return False
-            root = os.stat(target.confined.root_path) if target.confined else None
-        except OSError:
-            return False
-        return root is None or (root.st_dev, root.st_ino) == entry.root_id
-
-    async def _prove(self, target: Target) -> Proof | None:
-        if target.kind is Kind.FILE:
-            return prove(target, self._watcher)  # a few opens and one lstat: cheaper than a hop
-        return await asyncio.to_thread(prove, target, self._watcher)
 
     async def _single_flight(self, target: Target, compute: Compute) -> ToolResult:
         async def lead(flight: Flight) -> ToolResult:
@@ -243,10 +185,10 @@ class ToolCache:
         if proof is None:
             return True
         entry = Entry("", "", "", "", ToolResult(), 0, proof.root_id, proof.stamp)
-        return self._holds(proof, target, entry)
+        return self._proofs.holds(proof, target, entry)
 
     async def _lead(self, flight: Flight, target: Target, compute: Compute) -> ToolResult:
-        proof = await self._prove(target)
+        proof = await self._proofs.prove(target)
         flight.proof = proof
         kept = False
         try:
@@ -256,7 +198,7 @@ class ToolCache:
             return result
         finally:
             if not kept:
-                self._release(proof)
+                self._proofs.release(proof)
 
     async def _store_if_unchanged(self, target: Target, proof: Proof, result: ToolResult) -> bool:
         size = _size(result)
@@ -267,52 +209,18 @@ class ToolCache:
             replace(result, cached=True), size,
             proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8),
         )  # fmt: skip
-        if self._watcher is None and target.kind is not Kind.OPAQUE:
-            again = await self._prove(target)  # no watches: a new walk must agree after the run
-            if again is None or not _same(again, entry):
+        if not self._proofs.watching and target.kind is not Kind.OPAQUE:
+            # No watches: a new walk must agree after the run.
+            again = await self._proofs.prove(target)
+            if again is None or not same(again, entry):
                 return False
-        elif not self._holds(proof, target, entry):
+        elif not self._proofs.holds(proof, target, entry):
             return False
         await self._store.put(entry, self._ttl(target.tool))
         if await self._store.get(target.key) is None:
             return False  # refused by the store's bounds
-        self._keep(target.key, entry.id, proof)
+        self._proofs.keep(target.key, entry.id, proof)
         return True
-
-    def _keep(self, key: str, entry_id: str, proof: Proof) -> None:
-        if self._watcher is None:
-            return  # without watches a proof is only good once: every hit proves again
-        self._forget(key)
-        self._views[key] = _View(entry_id, proof)
-        if self._store.shared:
-            while len(self._views) > max(self._config.max_entries, 1):
-                self._forget(next(iter(self._views)))
-
-    def _forget(self, key: str) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            self._release(view.proof)
-
-    def _release(self, proof: Proof | None) -> None:
-        if proof is not None and proof.deps and self._watcher is not None:
-            self._watcher.release(proof.deps)
-            proof.deps = ()
-
-
-def watcher() -> Watcher | None:
-    """An inotify watcher, or None where the platform has none (entries are then re-proven)."""
-    try:
-        return Watcher()
-    except WatchUnavailable:
-        return None
-
-
-def _same(proof: Proof, entry: Entry) -> bool:
-    return (
-        proof.root_id == entry.root_id
-        and proof.stamp == (tuple(entry.stamp) if entry.stamp is not None else None)
-        and proof.digest == entry.digest
-    )
 
 
 def _storable(result: ToolResult) -> bool:
