@@ -64,3 +64,12 @@ class Drained:
         if pause > 0 and not signal.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), pause)
+
+    async def idle(self, signal: asyncio.Event, remaining: float, due: float | None) -> None:
+        """After an empty lease: wait until signal is set, the next task falls due, remaining
+        seconds pass or poll_s does, whichever comes first."""
+        pause = min(remaining, self._poll_s)
+        if due is not None:
+            pause = min(pause, max(due - time.time(), 0.001))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signal.wait(), pause)

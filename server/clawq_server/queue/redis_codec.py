@@ -171,18 +171,11 @@ _LENGTH = struct.Struct(">i")
 def done_entries(message: bytes) -> Iterator[tuple[str, bytes | None]]:
     """The (task id, record) pairs of a done message after its kind byte (done_entry in
     lib.lua); the record is None where the message leaves it out. done_task reads one."""
-    at, end = 1, len(message)
-    while at < end:
-        size = _LENGTH.unpack_from(message, at)[0]
-        task_id = message[at + 4 : at + 4 + size].decode()
-        at += 4 + size
-        size = _LENGTH.unpack_from(message, at)[0]
-        at += 4
-        if size < 0:
-            yield task_id, None
-        else:
-            yield task_id, message[at : at + size]
-            at += size
+    at = 1
+    while at < len(message):
+        task_id, at = _sized(message, at)
+        record, at = _sized(message, at)
+        yield (task_id or b"").decode(), record
 
 
 def done_task(record: bytes) -> Task | None:
@@ -190,14 +183,18 @@ def done_task(record: bytes) -> Task | None:
     values: list[bytes | None] = []
     at = 0
     for _ in READ_FIELDS:
-        size = _LENGTH.unpack_from(record, at)[0]
-        at += 4
-        if size < 0:
-            values.append(None)
-        else:
-            values.append(record[at : at + size])
-            at += size
+        value, at = _sized(record, at)
+        values.append(value)
     return read_task(values)
+
+
+def _sized(data: bytes, at: int) -> tuple[bytes | None, int]:
+    """The length-prefixed value at `at` (None for length -1) and where the next begins."""
+    size = _LENGTH.unpack_from(data, at)[0]
+    at += _LENGTH.size
+    if size < 0:
+        return None, at
+    return data[at : at + size], at + size
 
 
 def to_task(fields: dict[bytes, bytes]) -> Task:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Collection, Sequence
@@ -34,7 +32,6 @@ class RedisLeases:
         self._scripts = scripts
         self._events = events
         self._retry = retry
-        self._poll_s = poll_s
         self._drained = Drained(poll_s)
         # Completions of concurrent callers (a worker's parallel tasks) share script calls.
         self._completions: Coalescer[CompleteItem, TaskState] = Coalescer(self._complete_many)
@@ -74,11 +71,7 @@ class RedisLeases:
                 held = [(to_task(f), entry_order(f)) for f in map(pairs, reply[1:])]
                 held.sort(key=lambda pair: (-pair[0].priority, pair[1]))
                 return [Lease(task=task, token=token, expires=until) for task, _ in held]
-            pause = min(remaining, self._poll_s)
-            if due is not None:
-                pause = min(pause, max(due - time.time(), 0.001))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), pause)
+            await self._drained.idle(signal, remaining, due)
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], lease_for: timedelta

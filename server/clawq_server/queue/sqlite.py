@@ -215,11 +215,7 @@ class SqliteQueue:
                 self._drained.leased(key, signal, next_due, len(tasks), limit)
                 until = datetime.fromtimestamp(expires, UTC)
                 return [Lease(task=t, token=token, expires=until) for t in tasks]
-            pause = min(remaining, self._poll_s)
-            if next_due is not None:
-                pause = min(pause, max(next_due - time.time(), 0.001))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), pause)
+            await self._drained.idle(signal, remaining, next_due)
 
     async def _claim(self, op: WriteOp, token: str) -> Claimed:
         # A worker cancelled (shut down) mid-claim must not strand what the commit leased:
