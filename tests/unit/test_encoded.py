@@ -35,7 +35,7 @@ def _task(payload: dict[str, object]) -> Task:
 def test_spliced_response_parses_to_the_normal_one() -> None:
     """The bytes parse to exactly ExecuteResponse(task=task_to_proto(task), done=True)."""
     task = _task({"entries": [{"path": f"f{i}", "type": "file", "size": i} for i in range(300)]})
-    spliced = ts.ExecuteResponse.FromString(ResultBytes().execute_response(task))
+    spliced = ts.ExecuteResponse.FromString(ResultBytes().execute_response(task).data)
     assert spliced == ts.ExecuteResponse(task=convert.task_to_proto(task), done=True)
 
 
@@ -48,6 +48,6 @@ def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> No
     assert memo.get(again.result) is memo.get(first.result)  # type: ignore[arg-type]
     other = _task({"entries": [3]})
     assert other.result is not None
-    assert ts.ExecuteResponse.FromString(memo.execute_response(other)).task.result.payload[
+    assert ts.ExecuteResponse.FromString(memo.execute_response(other).data).task.result.payload[
         "entries"
     ] == [3]

@@ -11,6 +11,7 @@ by field 11 holding the result bytes is that Task with its result.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from clawq_server.api import convert
@@ -22,8 +23,15 @@ RESPONSE_DONE_TRUE = bytes([(2 << 3) | 0, 1])  # ExecuteResponse.done = true
 MEMO_SIZE = 256
 
 
-class Encoded(bytes):
-    """A response already serialized; the guarded server's serializer passes it through."""
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response already serialized; the guarded server's serializer passes it through.
+
+    A wrapper rather than a bytes subclass: grpc's core wants exactly bytes, and turning a
+    subclass back into bytes copies it (a cached listing runs to megabytes).
+    """
+
+    data: bytes
 
 
 def varint(value: int) -> bytes:
@@ -36,8 +44,9 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return varint((number << 3) | 2) + varint(len(payload)) + payload
+def _header(number: int, size: int) -> bytes:
+    """The tag and length that precede a length-delimited field of size bytes."""
+    return varint((number << 3) | 2) + varint(size)
 
 
 class ResultBytes:
@@ -67,5 +76,9 @@ class ResultBytes:
         """The ExecuteResponse bytes of a finished, cached task."""
         assert task.result is not None  # noqa: S101 - only cached (finished) tasks come here
         bare = convert.task_to_proto(task, with_result=False).SerializeToString()
-        whole = bare + _field(TASK_RESULT_FIELD, self.get(task.result))
-        return Encoded(_field(RESPONSE_TASK_FIELD, whole) + RESPONSE_DONE_TRUE)
+        result = self.get(task.result)
+        result_header = _header(TASK_RESULT_FIELD, len(result))
+        task_size = len(bare) + len(result_header) + len(result)
+        # Joined once: the result may be megabytes, and each concatenation would copy it.
+        parts = (_header(RESPONSE_TASK_FIELD, task_size), bare, result_header, result)
+        return Encoded(b"".join((*parts, RESPONSE_DONE_TRUE)))
