@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import grpc
-from google.protobuf.message import Message
 
 from clawq import _convert as convert
+from clawq._channel import Connection, Pem
 from clawq._stream import Outbox
 from clawq.errors import DeadlineExceeded, TaskFailed, from_rpc_error
 from clawq.types import (
@@ -29,23 +27,6 @@ from clawq.v1 import admin_service_pb2 as admin_pb
 from clawq.v1 import admin_service_pb2_grpc as admin_grpc
 from clawq.v1 import task_service_pb2 as task_pb
 from clawq.v1 import task_service_pb2_grpc as task_grpc
-
-Pem = bytes | str | os.PathLike[str]
-_Req = TypeVar("_Req", bound=Message)
-_Resp = TypeVar("_Resp", bound=Message)
-
-_MAX_MESSAGE = 64 * 1024 * 1024
-_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-]
-
-
-def _pem(value: Pem | None) -> bytes | None:
-    """PEM bytes as given, or read from a path."""
-    if value is None or isinstance(value, bytes):
-        return value
-    return Path(value).read_bytes()
 
 
 class AsyncClient:
@@ -74,17 +55,21 @@ class AsyncClient:
         key: Pem | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self._credentials = (
-            grpc.ssl_channel_credentials(_pem(ca), _pem(key), _pem(cert))
-            if tls or ca or cert or key
-            else None
-        )
-        self._channel: grpc.aio.Channel | None = None
-        self._tasks_stub: task_grpc.TaskServiceAsyncStub | None = None
-        self._admin_stub: admin_grpc.AdminServiceAsyncStub | None = None
+        self._conn = Connection(target, token, timeout, tls=tls, ca=ca, cert=cert, key=key)
+        self._call = self._conn.call
+
+    @property
+    def target(self) -> str:
+        """The server's "host:port"."""
+        return self._conn.target
+
+    @property
+    def _tasks(self) -> task_grpc.TaskServiceAsyncStub:
+        return self._conn.tasks
+
+    @property
+    def _admin(self) -> admin_grpc.AdminServiceAsyncStub:
+        return self._conn.admin
 
     async def __aenter__(self) -> Self:
         return self
@@ -99,44 +84,7 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._tasks_stub = self._admin_stub = None
-
-    def _open(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            self._channel = (
-                grpc.aio.secure_channel(self.target, self._credentials, options=_OPTIONS)
-                if self._credentials
-                else grpc.aio.insecure_channel(self.target, options=_OPTIONS)
-            )
-        return self._channel
-
-    @property
-    def _tasks(self) -> task_grpc.TaskServiceAsyncStub:
-        if self._tasks_stub is None:
-            self._tasks_stub = task_grpc.TaskServiceStub(self._open())
-        assert self._tasks_stub is not None  # noqa: S101 - narrows for mypy
-        return self._tasks_stub
-
-    @property
-    def _admin(self) -> admin_grpc.AdminServiceAsyncStub:
-        if self._admin_stub is None:
-            self._admin_stub = admin_grpc.AdminServiceStub(self._open())
-        assert self._admin_stub is not None  # noqa: S101 - narrows for mypy
-        return self._admin_stub
-
-    async def _call(
-        self,
-        rpc: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
-        request: _Req,
-        wait: float = 0.0,
-    ) -> _Resp:
-        """One unary RPC; every gRPC error becomes a clawq.Error here."""
-        try:
-            return await rpc(request, timeout=self.timeout + wait, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from exc
+        await self._conn.close()
 
     # --- submitting and running -------------------------------------------------------
 
@@ -187,7 +135,7 @@ class AsyncClient:
         re-raised after the acks of the calls it produced.
         """
         outbox = Outbox(batch_size)
-        stream = self._tasks.SubmitStream(outbox.requests(calls), metadata=self._metadata)
+        stream = self._tasks.SubmitStream(outbox.requests(calls), metadata=self._conn.metadata)
         try:
             async for response in stream:
                 for ack in outbox.acks(response):
@@ -230,7 +178,7 @@ class AsyncClient:
     async def watch(self, task_ids: Sequence[str]) -> AsyncIterator[Task]:
         """Each state change of the tasks, until all of them are terminal."""
         request = task_pb.WatchTasksRequest(task_ids=task_ids)
-        stream = self._tasks.WatchTasks(request, metadata=self._metadata)
+        stream = self._tasks.WatchTasks(request, metadata=self._conn.metadata)
         try:
             async for response in stream:
                 yield convert.task_from_proto(response.task)

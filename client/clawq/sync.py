@@ -9,7 +9,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from clawq.client import AsyncClient, Pem
+from clawq._channel import Pem
+from clawq.client import AsyncClient
 from clawq.types import Ack, CacheStats, Call, ConfigReload, QueueStats, Result, Task, ToolInfo
 
 _T = TypeVar("_T")
