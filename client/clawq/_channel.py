@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -31,6 +31,14 @@ def _pem(value: Pem | None) -> bytes | None:
     return Path(value).read_bytes()
 
 
+class _Open(NamedTuple):
+    """An open channel and the stubs over it."""
+
+    channel: grpc.aio.Channel
+    tasks: task_grpc.TaskServiceAsyncStub
+    admin: admin_grpc.AdminServiceAsyncStub
+
+
 class Connection:
     """A channel to target, opened on first use (inside the running event loop)."""
 
@@ -53,31 +61,23 @@ class Connection:
             if tls or ca or cert or key
             else None
         )
-        self._channel: grpc.aio.Channel | None = None
-        self._tasks: task_grpc.TaskServiceAsyncStub | None = None
-        self._admin: admin_grpc.AdminServiceAsyncStub | None = None
+        self._open: _Open | None = None
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._tasks = self._admin = None
+        if self._open is not None:
+            await self._open.channel.close()
+            self._open = None
 
     @property
     def tasks(self) -> task_grpc.TaskServiceAsyncStub:
         """The TaskService stub."""
-        if self._tasks is None:
-            self._tasks = task_grpc.TaskServiceStub(self._open())
-        assert self._tasks is not None  # noqa: S101 - narrows for mypy
-        return self._tasks
+        return self._opened().tasks
 
     @property
     def admin(self) -> admin_grpc.AdminServiceAsyncStub:
         """The AdminService stub."""
-        if self._admin is None:
-            self._admin = admin_grpc.AdminServiceStub(self._open())
-        assert self._admin is not None  # noqa: S101 - narrows for mypy
-        return self._admin
+        return self._opened().admin
 
     async def call(
         self,
@@ -91,11 +91,14 @@ class Connection:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from exc
 
-    def _open(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            self._channel = (
+    def _opened(self) -> _Open:
+        if self._open is None:
+            channel = (
                 grpc.aio.secure_channel(self.target, self._credentials, options=_OPTIONS)
                 if self._credentials
                 else grpc.aio.insecure_channel(self.target, options=_OPTIONS)
             )
-        return self._channel
+            self._open = _Open(
+                channel, task_grpc.TaskServiceStub(channel), admin_grpc.AdminServiceStub(channel)
+            )
+        return self._open

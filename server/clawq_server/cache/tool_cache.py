@@ -78,9 +78,10 @@ class ToolCache:
 
         Misses are not counted here: the run that follows counts its own.
         """
-        if task.idempotency_key or task.tool not in self._registry:
+        if task.idempotency_key:
             return None  # an idempotency key promises a stored task the caller can fetch
-        if not self.cacheable(self._registry.get(task.tool)):
+        found = self._registry.find(task.tool)
+        if found is None or not self.cacheable(found.tool):
             return None
         args = orjson.loads(task.args_json)
         try:
