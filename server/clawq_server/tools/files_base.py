@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any, ClassVar
 
 from clawq_server.model import JsonObject, SideEffect, ToolResult
 from clawq_server.policy import paths
 from clawq_server.policy.principal import Principal
 from clawq_server.tools.base import ToolContext
+from clawq_server.tools.offload import Offload
 from clawq_server.tools.schema import compile_schema
 
 PATH_MAX = 4096
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+
+# Shared by every file tool, as asyncio's default executor would be.
+OFFLOAD = Offload(name="clawq-files")
 
 
 def path_property(description: str, *, required: bool = True) -> dict[str, Any]:
@@ -73,9 +77,9 @@ class FileTool:
         paths.confine(principal, str(args.get("path", "")), write=writes)
 
     async def run(self, args: JsonObject, ctx: ToolContext) -> ToolResult:
-        """Run the tool in a worker thread."""
+        """Run the tool on one of the file tools' threads."""
         checked = self._validate(args)
-        return await asyncio.to_thread(self.run_sync, ctx.principal, checked)
+        return await OFFLOAD.run(partial(self.run_sync, ctx.principal, checked))
 
     def run_sync(self, principal: Principal, args: dict[str, Any]) -> ToolResult:
         """The blocking implementation."""

@@ -1,0 +1,120 @@
+"""Offload: blocking calls off the loop, each result to its own awaiting task."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+
+from clawq_server.tools.offload import Offload
+
+WAIT_S = 10.0
+
+
+@pytest.fixture
+def offload() -> Iterator[Offload]:
+    pool = Offload(threads=3, name="test-offload")
+    yield pool
+    pool.close()
+
+
+def _blocked_until(event: threading.Event, value: str) -> str:
+    if not event.wait(WAIT_S):
+        raise TimeoutError("never released")
+    return value
+
+
+async def test_each_call_gets_its_own_result(offload: Offload) -> None:
+    results = await asyncio.gather(*(offload.run(partial(pow, i, 2)) for i in range(2000)))
+    assert results == [i * i for i in range(2000)]
+
+
+async def test_an_exception_reaches_the_caller(offload: Offload) -> None:
+    def fail() -> None:
+        raise FileNotFoundError("gone")
+
+    with pytest.raises(FileNotFoundError, match="gone"):
+        await offload.run(fail)
+    assert await offload.run(lambda: "still serving") == "still serving"
+
+
+async def test_runs_off_the_event_loop_thread(offload: Offload) -> None:
+    assert await offload.run(threading.get_ident) != threading.get_ident()
+
+
+async def test_a_slow_call_holds_up_no_other(offload: Offload) -> None:
+    release = threading.Event()
+    slow = asyncio.ensure_future(offload.run(lambda: _blocked_until(release, "slow")))
+    try:
+        assert await asyncio.wait_for(offload.run(lambda: "fast"), WAIT_S) == "fast"
+        assert not slow.done()
+    finally:
+        release.set()
+    assert await asyncio.wait_for(slow, WAIT_S) == "slow"
+
+
+async def test_results_that_finish_while_the_loop_is_busy_all_arrive(offload: Offload) -> None:
+    ran = threading.Semaphore(0)
+
+    def count(i: int) -> int:
+        ran.release()
+        return i
+
+    calls = [asyncio.ensure_future(offload.run(partial(count, i))) for i in range(200)]
+    await asyncio.sleep(0)  # the calls are queued
+    # Hold the loop until every call has run: their results pile up for one wake-up.
+    for _ in calls:
+        assert ran.acquire(timeout=WAIT_S)
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == list(range(200))
+
+
+async def test_cancelled_await_lets_the_call_finish_and_the_pool_serve_on(offload: Offload) -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        _blocked_until(release, "")
+        finished.set()
+        return "late"
+
+    waiting = asyncio.ensure_future(offload.run(slow))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    assert await asyncio.to_thread(finished.wait, WAIT_S)
+    assert await offload.run(lambda: "next") == "next"
+
+
+def test_a_loop_that_closed_mid_call_does_not_break_the_threads() -> None:
+    pool = Offload(threads=1, name="test-offload")
+    release = threading.Event()
+
+    async def abandon() -> None:
+        call = asyncio.ensure_future(pool.run(lambda: _blocked_until(release, "orphan")))
+        await asyncio.sleep(0)
+        call.cancel()
+
+    try:
+        asyncio.run(abandon())  # the loop closes while its call is still running
+        release.set()
+        # The one thread hands the orphan's result to a closed loop, then serves this one.
+        assert asyncio.run(asyncio.wait_for(pool.run(lambda: "served"), WAIT_S)) == "served"
+    finally:
+        pool.close()
+
+
+def test_close_stops_the_threads_and_a_later_call_starts_new_ones() -> None:
+    pool = Offload(threads=2, name="test-offload-close")
+    assert asyncio.run(pool.run(lambda: 1)) == 1
+    started = [t for t in threading.enumerate() if t.name.startswith("test-offload-close")]
+    assert len(started) == 2
+    pool.close()
+    for thread in started:
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+    assert asyncio.run(pool.run(lambda: 2)) == 2
+    pool.close()
