@@ -232,6 +232,7 @@ async def _shutdown(app: App) -> None:
         await app.served.server.stop(grace=app.config.grace_s)
     for worker in app.workers:
         await worker.stop()
+    await builtin.finish_file_calls()
     await app.recorder.close()
     await app.cache.close()
     if app.audit is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import clawq
+from tests.conftest import ServerFactory
 from tests.processes import ClawqProcess, start_clawq
 
 
@@ -46,3 +48,20 @@ async def test_sigterm_drains_in_flight_and_exits_cleanly(tmp_path: Path) -> Non
         result = await client.execute("read_file", path="a.txt")
         assert result.output == "hello"
     assert await server.stop() == 0
+
+
+def _file_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("clawq-files")]
+
+
+async def test_shutdown_lets_file_calls_finish_and_ends_their_threads(
+    server_factory: ServerFactory,
+) -> None:
+    """The file tools' threads are waited for at shutdown, not cut off at interpreter exit."""
+    async with server_factory() as served:
+        (served.root / "a.txt").write_text("hello")
+        async with clawq.AsyncClient(served.target) as client:
+            assert (await client.execute("read_file", path="a.txt")).output == "hello"
+        running = _file_threads()
+        assert running
+    assert not any(thread.is_alive() for thread in running)

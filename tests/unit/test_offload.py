@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
@@ -15,10 +15,10 @@ WAIT_S = 10.0
 
 
 @pytest.fixture
-def offload() -> Iterator[Offload]:
+async def offload() -> AsyncIterator[Offload]:
     pool = Offload(threads=3, name="test-offload")
     yield pool
-    pool.close()
+    await pool.close()
 
 
 def _blocked_until(event: threading.Event, value: str) -> str:
@@ -98,23 +98,37 @@ def test_a_loop_that_closed_mid_call_does_not_break_the_threads() -> None:
         await asyncio.sleep(0)
         call.cancel()
 
-    try:
-        asyncio.run(abandon())  # the loop closes while its call is still running
-        release.set()
-        # The one thread hands the orphan's result to a closed loop, then serves this one.
-        assert asyncio.run(asyncio.wait_for(pool.run(lambda: "served"), WAIT_S)) == "served"
-    finally:
-        pool.close()
+    async def serve_then_close() -> str:
+        try:
+            return await asyncio.wait_for(pool.run(lambda: "served"), WAIT_S)
+        finally:
+            await pool.close()
+
+    asyncio.run(abandon())  # the loop closes while its call is still running
+    release.set()
+    # The one thread hands the orphan's result to a closed loop, then serves this one.
+    assert asyncio.run(serve_then_close()) == "served"
 
 
-def test_close_stops_the_threads_and_a_later_call_starts_new_ones() -> None:
+async def test_close_waits_for_running_calls_and_stops_the_threads() -> None:
     pool = Offload(threads=2, name="test-offload-close")
-    assert asyncio.run(pool.run(lambda: 1)) == 1
+    release, finished = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        _blocked_until(release, "")
+        finished.set()
+
+    call = asyncio.ensure_future(pool.run(slow))
+    await asyncio.sleep(0)
+    call.cancel()  # as a worker's grace period does; the call itself runs on
+    closing = asyncio.ensure_future(pool.close())
     started = [t for t in threading.enumerate() if t.name.startswith("test-offload-close")]
     assert len(started) == 2
-    pool.close()
-    for thread in started:
-        thread.join(WAIT_S)
-        assert not thread.is_alive()
-    assert asyncio.run(pool.run(lambda: 2)) == 2
-    pool.close()
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    release.set()
+    await asyncio.wait_for(closing, WAIT_S)
+    assert finished.is_set()
+    assert not any(thread.is_alive() for thread in started)
+    assert await pool.run(lambda: 2) == 2  # a later call starts new threads
+    await pool.close()

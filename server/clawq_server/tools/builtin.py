@@ -10,6 +10,7 @@ from clawq_server.policy.permissions import ArgumentCheck, Permissions
 from clawq_server.tools.base import CheckedTool
 from clawq_server.tools.command import ExecuteCommandTool
 from clawq_server.tools.files import file_tools
+from clawq_server.tools.files_base import OFFLOAD
 from clawq_server.tools.process import ProcessRunner
 from clawq_server.tools.python import ExecutePythonTool
 from clawq_server.tools.registry import ToolRegistry
@@ -46,3 +47,8 @@ def build(sandbox: str = "auto", remote: Sequence[Mapping[str, Any]] = ()) -> To
     for raw in remote:
         registry.register(remote_tool(raw))
     return Toolset(registry, Permissions(checks), sandbox=runner.sandbox_name, local=local)
+
+
+async def finish_file_calls() -> None:
+    """Wait for file tool calls still running: a run cut short at shutdown ends its write."""
+    await OFFLOAD.close()

@@ -16,7 +16,8 @@ PATH_MAX = 4096
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
-# Shared by every file tool, as asyncio's default executor would be.
+# Shared by every file tool, as asyncio's default executor would be; the composition root
+# closes it at shutdown (builtin.finish_file_calls).
 OFFLOAD = Offload(name="clawq-files")
 
 

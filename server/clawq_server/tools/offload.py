@@ -24,7 +24,8 @@ class Offload:
     Here each thread takes one call at a time, so a slow call holds up no other, and
     the results that finish while the loop is busy are handed over in one wake-up.
 
-    Threads start on first use and are daemons blocked on a queue when idle.
+    Threads start on first use and are daemons blocked on a queue when idle; close()
+    waits for the calls still running, as interpreter exit does for asyncio's executor.
     """
 
     def __init__(self, threads: int = DEFAULT_THREADS, name: str = "clawq-offload") -> None:
@@ -44,12 +45,17 @@ class Offload:
         self._calls.put((fn, future))
         return await future
 
-    def close(self) -> None:
-        """Let each thread finish its call and exit; later calls start new threads."""
+    async def close(self) -> None:
+        """Return once the calls handed over so far have run and the threads have exited.
+
+        Later calls start new threads.
+        """
         with self._lock:
             threads, self._threads = self._threads, []
         for _ in threads:
-            self._calls.put(_STOP)
+            self._calls.put(_STOP)  # behind every call already queued
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
 
     def _start_threads(self) -> None:
         with self._lock:
