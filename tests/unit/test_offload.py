@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import AsyncIterator
 from functools import partial
@@ -74,13 +75,16 @@ async def test_results_that_finish_while_the_loop_is_busy_all_arrive(offload: Of
 async def test_cancelled_await_lets_the_call_finish_and_the_pool_serve_on(offload: Offload) -> None:
     release, finished = threading.Event(), threading.Event()
 
+    started = threading.Event()
+
     def slow() -> str:
+        started.set()
         _blocked_until(release, "")
         finished.set()
         return "late"
 
     waiting = asyncio.ensure_future(offload.run(slow))
-    await asyncio.sleep(0)
+    assert await asyncio.to_thread(started.wait, WAIT_S)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -93,9 +97,15 @@ def test_a_loop_that_closed_mid_call_does_not_break_the_threads() -> None:
     pool = Offload(threads=1, name="test-offload")
     release = threading.Event()
 
+    started = threading.Event()
+
+    def orphan() -> str:
+        started.set()
+        return _blocked_until(release, "orphan")
+
     async def abandon() -> None:
-        call = asyncio.ensure_future(pool.run(lambda: _blocked_until(release, "orphan")))
-        await asyncio.sleep(0)
+        call = asyncio.ensure_future(pool.run(orphan))
+        assert await asyncio.to_thread(started.wait, WAIT_S)
         call.cancel()
 
     async def serve_then_close() -> str:
@@ -114,21 +124,77 @@ async def test_close_waits_for_running_calls_and_stops_the_threads() -> None:
     pool = Offload(threads=2, name="test-offload-close")
     release, finished = threading.Event(), threading.Event()
 
+    started = threading.Event()
+
     def slow() -> None:
+        started.set()
         _blocked_until(release, "")
         finished.set()
 
     call = asyncio.ensure_future(pool.run(slow))
-    await asyncio.sleep(0)
+    assert await asyncio.to_thread(started.wait, WAIT_S)
     call.cancel()  # as a worker's grace period does; the call itself runs on
     closing = asyncio.ensure_future(pool.close())
-    started = [t for t in threading.enumerate() if t.name.startswith("test-offload-close")]
-    assert len(started) == 2
+    threads = [t for t in threading.enumerate() if t.name.startswith("test-offload-close")]
+    assert len(threads) == 2
     await asyncio.sleep(0.05)
     assert not closing.done()
     release.set()
     await asyncio.wait_for(closing, WAIT_S)
     assert finished.is_set()
-    assert not any(thread.is_alive() for thread in started)
+    assert not any(thread.is_alive() for thread in threads)
     assert await pool.run(lambda: 2) == 2  # a later call starts new threads
     await pool.close()
+
+
+async def test_a_call_raising_stop_iteration_fails_alone(offload: Offload) -> None:
+    ran = threading.Semaphore(0)
+
+    def count(i: int) -> int:
+        ran.release()
+        if i == 3:
+            raise StopIteration  # asyncio futures refuse it: it must not sink the others
+        return i
+
+    calls = [asyncio.ensure_future(offload.run(partial(count, i))) for i in range(8)]
+    await asyncio.sleep(0)
+    for _ in calls:  # all finish before the loop runs again: one hand-over for all
+        assert ran.acquire(timeout=WAIT_S)
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT_S)
+    assert isinstance(outcomes[3], RuntimeError)
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+
+
+async def test_a_call_cancelled_before_it_starts_never_runs() -> None:
+    pool = Offload(threads=1, name="test-offload")
+    release, ran = threading.Event(), []
+    busy = asyncio.ensure_future(pool.run(lambda: _blocked_until(release, "busy")))
+    queued = asyncio.ensure_future(pool.run(lambda: ran.append("ran")))
+    await asyncio.sleep(0)
+    queued.cancel()
+    release.set()
+    assert await asyncio.wait_for(busy, WAIT_S) == "busy"
+    await pool.close()  # every call handed over has been taken off the queue by now
+    assert queued.cancelled()
+    assert ran == []
+
+
+async def test_the_call_sees_the_callers_context_variables(offload: Offload) -> None:
+    request: contextvars.ContextVar[str] = contextvars.ContextVar("request")
+    request.set("req-42")
+    assert await offload.run(request.get) == "req-42"
+
+
+async def test_a_call_made_while_closing_runs_on_new_threads() -> None:
+    pool = Offload(threads=2, name="test-offload-reopen")
+    release = threading.Event()
+    slow = asyncio.ensure_future(pool.run(lambda: _blocked_until(release, "slow")))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(pool.close())
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(pool.run(lambda: "meanwhile"), WAIT_S) == "meanwhile"
+    release.set()
+    await asyncio.wait_for(closing, WAIT_S)  # ends the first threads, which it waited for
+    assert await slow == "slow"
+    await asyncio.wait_for(pool.close(), WAIT_S)
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-offload-reopen")]

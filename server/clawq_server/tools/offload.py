@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
+_Call = tuple[contextvars.Context, Callable[[], Any], "asyncio.Future[Any]"]
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _STOP = None
 # As many as asyncio's default executor on this machine.
 DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
+
+
+class _Crew(NamedTuple):
+    """One set of threads and the queue only they serve: close() ends exactly these."""
+
+    calls: queue.SimpleQueue[_Call | None]
+    threads: list[threading.Thread]
 
 
 class Offload:
@@ -23,62 +32,83 @@ class Offload:
     a hundred small file calls at once pays that (a write, a read, a loop turn) for each.
     Here each thread takes one call at a time, so a slow call holds up no other, and
     the results that finish while the loop is busy are handed over in one wake-up.
+    As with to_thread, the caller's context variables are seen by the call, and a call
+    whose await was cancelled before it started does not run.
 
     Threads start on first use and are daemons blocked on a queue when idle; close()
-    waits for the calls still running, as interpreter exit does for asyncio's executor.
+    waits for the calls handed over so far, as interpreter exit does for asyncio's executor.
     """
 
     def __init__(self, threads: int = DEFAULT_THREADS, name: str = "clawq-offload") -> None:
         self._size = threads
         self._name = name
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
-        self._calls = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._crew: _Crew | None = None
+        self._hired = 0
         self._finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
 
     async def run(self, fn: Callable[[], T]) -> T:
         """fn() on one of the threads; cancelling the await does not stop a call begun."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if len(self._threads) < self._size:
-            self._start_threads()
-        self._calls.put((fn, future))
+        call: _Call = (contextvars.copy_context(), fn, future)
+        with self._lock:  # so that a concurrent close() either waits for it or never sees it
+            crew = self._crew or self._hire()
+            crew.calls.put(call)
         return await future
 
     async def close(self) -> None:
-        """Return once the calls handed over so far have run and the threads have exited.
+        """Return once the calls handed over so far have run and their threads have exited.
 
-        Later calls start new threads.
+        Calls made meanwhile or later go to a new set of threads.
         """
         with self._lock:
-            threads, self._threads = self._threads, []
-        for _ in threads:
-            self._calls.put(_STOP)  # behind every call already queued
-        for thread in threads:
+            crew, self._crew = self._crew, None
+        if crew is None:
+            return
+        for _ in crew.threads:
+            crew.calls.put(_STOP)  # behind every call already queued
+        for thread in crew.threads:
             await asyncio.to_thread(thread.join)
 
-    def _start_threads(self) -> None:
-        with self._lock:
-            while len(self._threads) < self._size:
-                name = f"{self._name}-{len(self._threads)}"
-                thread = threading.Thread(target=self._serve, name=name, daemon=True)
-                self._threads.append(thread)
-                thread.start()
-
-    def _serve(self) -> None:
-        while (item := self._calls.get()) is not _STOP:
-            fn, future = item
+    def _hire(self) -> _Crew:
+        self._hired += 1
+        crew = _Crew(queue.SimpleQueue(), [])
+        for index in range(self._size):
+            name = f"{self._name}-{self._hired}.{index}"
+            thread = threading.Thread(target=self._serve, args=(crew.calls,), name=name)
+            thread.daemon = True
             try:
-                outcome: _Outcome = (future, fn(), None)
+                thread.start()
+            except RuntimeError:  # out of threads: stop those started, fail this call
+                for _ in crew.threads:
+                    crew.calls.put(_STOP)
+                raise
+            crew.threads.append(thread)
+        self._crew = crew
+        return crew
+
+    def _serve(self, calls: queue.SimpleQueue[_Call | None]) -> None:
+        while (call := calls.get()) is not _STOP:
+            context, fn, future = call
+            if future.cancelled():
+                continue  # given up before it started
+            try:
+                outcome: _Outcome = (future, context.run(fn), None)
+            except StopIteration as error:  # an asyncio future refuses to carry one
+                failure = RuntimeError("the offloaded call raised StopIteration")
+                failure.__cause__ = error
+                outcome = (future, None, failure)
             except BaseException as error:  # handed to the awaiting task, as to_thread does
                 outcome = (future, None, error)
             self._hand_over(future.get_loop(), outcome)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome) -> None:
         with self._lock:
-            if loop.is_closed():  # nobody is waiting any more; drop what was kept for it
-                self._finished.pop(loop, None)
-                return
+            # Results kept for loops that closed before their wake-up ran are dropped here.
+            for closed in [kept for kept in self._finished if kept.is_closed()]:
+                del self._finished[closed]
+            if loop.is_closed():
+                return  # nobody is waiting any more
             waiting = self._finished.setdefault(loop, [])
             waiting.append(outcome)
             if len(waiting) > 1:
