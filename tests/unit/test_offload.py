@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from clawq_server.tools.offload import Offload
+from clawq_server.offload import Offload
 
 WAIT_S = 10.0
 

@@ -7,14 +7,15 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Task
+from clawq_server.offload import Offload
 
 T = TypeVar("T")
 
@@ -79,10 +80,8 @@ class SqliteDb:
         self._busy_timeout = busy_timeout
         self._closing = False
         self._on_commit = on_commit
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="clawq-sqlite-writer")
-        self._readers = ThreadPoolExecutor(
-            max(readers, 1), thread_name_prefix="clawq-sqlite-reader"
-        )
+        self._writer = Offload(1, "clawq-sqlite-writer")
+        self._readers = Offload(max(readers, 1), "clawq-sqlite-reader")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -92,14 +91,13 @@ class SqliteDb:
 
     async def start(self, schema: Callable[[sqlite3.Connection], None]) -> None:
         """Open the writer connection, apply the schema and start the commit loop."""
-        loop = asyncio.get_running_loop()
 
         def open_writer() -> None:
             self._wconn = connect(self._path, self._busy_timeout)
             schema(self._wconn)
 
         with translated():
-            await loop.run_in_executor(self._writer, open_writer)
+            await self._writer.run(open_writer)
         self._loop_task = asyncio.create_task(self._commit_loop(), name="clawq-sqlite-commit")
 
     async def write(self, op: WriteOp) -> Any:
@@ -112,9 +110,8 @@ class SqliteDb:
 
     async def read(self, op: ReadOp) -> Any:
         """Run op on a reader connection (a fresh snapshot per statement)."""
-        loop = asyncio.get_running_loop()
         with translated():
-            return await loop.run_in_executor(self._readers, self._run_read, op)
+            return await self._readers.run(partial(self._run_read, op))
 
     async def close(self) -> None:
         """Commit what is pending, stop the loop and close every connection."""
@@ -124,10 +121,9 @@ class SqliteDb:
         if self._loop_task is not None:
             self._pending.put_nowait(None)
             await self._loop_task
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._close_writer)
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        await self._writer.run(self._close_writer)
+        await self._writer.close()
+        await self._readers.close()
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -149,7 +145,6 @@ class SqliteDb:
         return op(conn)
 
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
             first = await self._pending.get()
@@ -165,12 +160,12 @@ class SqliteDb:
                 else:
                     batch.append(item)
             if batch:
-                await self._commit(loop, batch)
+                await self._commit(batch)
 
-    async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         ops = [op for op, _ in batch]
         try:
-            outcomes, effects = await loop.run_in_executor(self._writer, self._run_batch, ops)
+            outcomes, effects = await self._writer.run(partial(self._run_batch, ops))
         except Exception as exc:  # the whole transaction failed: every caller hears it
             err = exc
             if isinstance(exc, sqlite3.OperationalError):

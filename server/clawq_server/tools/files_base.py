@@ -6,10 +6,10 @@ from functools import partial
 from typing import Any, ClassVar
 
 from clawq_server.model import JsonObject, SideEffect, ToolResult
+from clawq_server.offload import Offload
 from clawq_server.policy import paths
 from clawq_server.policy.principal import Principal
 from clawq_server.tools.base import ToolContext
-from clawq_server.tools.offload import Offload
 from clawq_server.tools.schema import compile_schema
 
 PATH_MAX = 4096
