@@ -104,15 +104,17 @@ class Offload:
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome) -> None:
         with self._lock:
-            # Results kept for loops that closed before their wake-up ran are dropped here.
+            waiting = self._finished.get(loop)
+            if waiting is not None and not loop.is_closed():
+                waiting.append(outcome)
+                return  # a wake-up for this loop is already on its way
+            # The first result of a burst: drop what is kept for loops that closed before
+            # their wake-up ran (this one included).
             for closed in [kept for kept in self._finished if kept.is_closed()]:
                 del self._finished[closed]
             if loop.is_closed():
                 return  # nobody is waiting any more
-            waiting = self._finished.setdefault(loop, [])
-            waiting.append(outcome)
-            if len(waiting) > 1:
-                return  # a wake-up for this loop is already on its way
+            self._finished[loop] = [outcome]
         try:
             loop.call_soon_threadsafe(self._settle, loop)
         except RuntimeError:  # closed since the check above

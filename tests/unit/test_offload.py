@@ -28,6 +28,23 @@ def _blocked_until(event: threading.Event, value: str) -> str:
     return value
 
 
+class _Held:
+    """A call that says when it has begun, then blocks until released."""
+
+    def __init__(self, value: str = "") -> None:
+        self.value = value
+        self.started, self.release, self.finished = (threading.Event() for _ in range(3))
+
+    def __call__(self) -> str:
+        self.started.set()
+        value = _blocked_until(self.release, self.value)
+        self.finished.set()
+        return value
+
+    async def begun(self) -> None:
+        assert await asyncio.to_thread(self.started.wait, WAIT_S)
+
+
 async def test_each_call_gets_its_own_result(offload: Offload) -> None:
     results = await asyncio.gather(*(offload.run(partial(pow, i, 2)) for i in range(2000)))
     assert results == [i * i for i in range(2000)]
@@ -73,39 +90,24 @@ async def test_results_that_finish_while_the_loop_is_busy_all_arrive(offload: Of
 
 
 async def test_cancelled_await_lets_the_call_finish_and_the_pool_serve_on(offload: Offload) -> None:
-    release, finished = threading.Event(), threading.Event()
-
-    started = threading.Event()
-
-    def slow() -> str:
-        started.set()
-        _blocked_until(release, "")
-        finished.set()
-        return "late"
-
+    slow = _Held("late")
     waiting = asyncio.ensure_future(offload.run(slow))
-    assert await asyncio.to_thread(started.wait, WAIT_S)
+    await slow.begun()
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    release.set()
-    assert await asyncio.to_thread(finished.wait, WAIT_S)
+    slow.release.set()
+    assert await asyncio.to_thread(slow.finished.wait, WAIT_S)
     assert await offload.run(lambda: "next") == "next"
 
 
 def test_a_loop_that_closed_mid_call_does_not_break_the_threads() -> None:
     pool = Offload(threads=1, name="test-offload")
-    release = threading.Event()
-
-    started = threading.Event()
-
-    def orphan() -> str:
-        started.set()
-        return _blocked_until(release, "orphan")
+    orphan = _Held("orphan")
 
     async def abandon() -> None:
         call = asyncio.ensure_future(pool.run(orphan))
-        assert await asyncio.to_thread(started.wait, WAIT_S)
+        await orphan.begun()
         call.cancel()
 
     async def serve_then_close() -> str:
@@ -115,33 +117,25 @@ def test_a_loop_that_closed_mid_call_does_not_break_the_threads() -> None:
             await pool.close()
 
     asyncio.run(abandon())  # the loop closes while its call is still running
-    release.set()
+    orphan.release.set()
     # The one thread hands the orphan's result to a closed loop, then serves this one.
     assert asyncio.run(serve_then_close()) == "served"
 
 
 async def test_close_waits_for_running_calls_and_stops_the_threads() -> None:
     pool = Offload(threads=2, name="test-offload-close")
-    release, finished = threading.Event(), threading.Event()
-
-    started = threading.Event()
-
-    def slow() -> None:
-        started.set()
-        _blocked_until(release, "")
-        finished.set()
-
+    slow = _Held()
     call = asyncio.ensure_future(pool.run(slow))
-    assert await asyncio.to_thread(started.wait, WAIT_S)
+    await slow.begun()
     call.cancel()  # as a worker's grace period does; the call itself runs on
     closing = asyncio.ensure_future(pool.close())
     threads = [t for t in threading.enumerate() if t.name.startswith("test-offload-close")]
     assert len(threads) == 2
     await asyncio.sleep(0.05)
     assert not closing.done()
-    release.set()
+    slow.release.set()
     await asyncio.wait_for(closing, WAIT_S)
-    assert finished.is_set()
+    assert slow.finished.is_set()
     assert not any(thread.is_alive() for thread in threads)
     assert await pool.run(lambda: 2) == 2  # a later call starts new threads
     await pool.close()
