@@ -3,18 +3,17 @@
 A cached listing of 10,000 entries costs ~35 ms to turn into a protobuf Struct and ~5 ms to
 serialize, every time it is served, while the lookup itself takes microseconds. The
 serialized TaskResult of a cached result is therefore kept beside it (keyed by the identity
-of its payload, which a cache hit shares with the stored entry) and spliced into the
+of its payload, which a cache hit shares with the stored entry; see memo.py) and spliced into the
 response bytes: protobuf messages are concatenations of fields, so a Task's bytes followed
 by field 11 holding the result bytes is that Task with its result.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from clawq_server.api import convert
+from clawq_server.memo import IdentityMemo
 from clawq_server.model import Task, ToolResult
 
 TASK_RESULT_FIELD = 11  # Task.result
@@ -53,24 +52,15 @@ class ResultBytes:
     """Serialized TaskResults of cached results, most recently used kept."""
 
     def __init__(self, size: int = MEMO_SIZE) -> None:
-        self._size = size
-        self._memo: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+        self._memo: IdentityMemo[bytes] = IdentityMemo(size)
 
     def get(self, result: ToolResult) -> bytes:
         """The serialized TaskResult of result."""
-        payload = result.payload
-        if payload is None:  # nothing unique to key on, and small anyway
+        if result.payload is None:  # nothing unique to key on, and small anyway
             return convert.result_to_proto(result).SerializeToString()
-        held = self._memo.get(id(payload))
-        if held is not None and held[0] is payload:
-            self._memo.move_to_end(id(payload))
-            return held[1]
-        data = convert.result_to_proto(result).SerializeToString()
-        # Holding the payload keeps its id from being reused by another object.
-        self._memo[id(payload)] = (payload, data)
-        while len(self._memo) > self._size:
-            self._memo.popitem(last=False)
-        return data
+        return self._memo.get(
+            result.payload, lambda: convert.result_to_proto(result).SerializeToString()
+        )
 
     def execute_response(self, task: Task) -> Encoded:
         """The ExecuteResponse bytes of a finished, cached task."""

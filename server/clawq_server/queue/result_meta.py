@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import orjson
 
+from clawq_server.memo import IdentityMemo
 from clawq_server.model import ToolResult
+
+# Every answer from the cache is stored as a task of its own, and its payload is the
+# entry's very object: its JSON (a listing's can be megabytes) is encoded once per entry.
+_CACHED_PAYLOADS: IdentityMemo[orjson.Fragment] = IdentityMemo(256)
 
 
 def encode_meta(result: ToolResult) -> bytes:
     """Everything of result but its output and stderr, as JSON."""
+    payload: object = result.payload
+    if result.cached and payload is not None:
+        shared = payload
+        payload = _CACHED_PAYLOADS.get(shared, lambda: orjson.Fragment(orjson.dumps(shared)))
     return orjson.dumps(
         {
             "truncated": result.truncated,
             "stderr_truncated": result.stderr_truncated,
             "exit_code": result.exit_code,
             "signal": result.signal,
-            "payload": result.payload,
+            "payload": payload,
             "cached": result.cached,
         }
     )
