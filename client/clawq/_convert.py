@@ -87,9 +87,17 @@ def result_from_proto(task_id: str, r: task_pb2.TaskResult) -> Result:
         stderr_truncated=r.stderr_truncated,
         exit_code=r.exit_code if r.HasField("exit_code") else None,
         signal=r.signal,
-        payload=struct_to_dict(r.payload),
+        payload=_payload(r),
         cached=r.cached,
     )
+
+
+def _payload(r: task_pb2.TaskResult) -> dict[str, Any]:
+    """The structured result; a typed directory listing as the same dict a Struct gives."""
+    if r.HasField("listing"):
+        entries = [{"path": e.path, "type": e.type, "size": e.size} for e in r.listing.entries]
+        return {"entries": entries, "truncated": r.listing.truncated}
+    return struct_to_dict(r.payload)
 
 
 def task_from_proto(t: task_pb2.Task) -> Task:

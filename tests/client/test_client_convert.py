@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import clawq
-from clawq._convert import args_from_proto, call_to_proto, state_to_proto, task_from_proto
+from clawq._convert import (
+    args_from_proto,
+    call_to_proto,
+    result_from_proto,
+    state_to_proto,
+    task_from_proto,
+)
 from clawq.v1 import task_pb2
 
 BUILTIN_CASES: list[tuple[str, dict[str, Any]]] = [
@@ -262,3 +268,17 @@ def test_plugin_arguments_round_trip(args: dict[str, Any]) -> None:
         call_to_proto(clawq.Call.of("plugin", args)).SerializeToString()
     )
     assert args_from_proto(msg) == args
+
+
+def test_a_typed_listing_reads_as_the_payload_a_struct_gave() -> None:
+    """Entries (sizes as int) and the truncated flag; an empty listing still has its keys."""
+    listing = task_pb2.DirectoryListing(
+        entries=[task_pb2.DirectoryEntry(path="d/f", type="file", size=2**40)], truncated=True
+    )
+    result = result_from_proto("t1", task_pb2.TaskResult(listing=listing))
+    assert result.payload == {
+        "entries": [{"path": "d/f", "type": "file", "size": 2**40}],
+        "truncated": True,
+    }
+    empty = result_from_proto("t1", task_pb2.TaskResult(listing=task_pb2.DirectoryListing()))
+    assert empty.payload == {"entries": [], "truncated": False}

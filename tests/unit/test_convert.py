@@ -98,3 +98,46 @@ def test_tasks_added_in_place_equal_tasks_built_alone() -> None:
     assert listing.tasks[2].error.reason == "PATH_NOT_FOUND"
     assert listing.tasks[0].call.read_file.offset == 3
     assert listing.tasks[1].finish_time.ToDatetime(tzinfo=UTC) == now + timedelta(seconds=3)
+
+
+entry_lists = st.lists(
+    st.fixed_dictionaries(
+        {
+            "path": st.text(max_size=30),
+            "type": st.sampled_from(["file", "dir", "symlink", "other"]),
+            "size": st.integers(min_value=0, max_value=2**62),
+        }
+    ),
+    max_size=20,
+)
+
+
+@given(entries=entry_lists, truncated=st.booleans())
+def test_listings_go_typed_and_come_back_the_same(
+    entries: list[dict[str, object]], truncated: bool
+) -> None:
+    """list_directory's entries travel as a DirectoryListing (no Struct), empty ones too."""
+    result = ToolResult(output=b"x\n", payload={"entries": entries, "truncated": truncated})
+    message = convert.result_to_proto(result, "list_directory")
+    assert message.HasField("listing")
+    assert not message.HasField("payload")
+    assert [e.size for e in message.listing.entries] == [e["size"] for e in entries]
+    assert convert.result_from_proto(message) == result
+
+
+def test_other_shapes_and_other_tools_keep_the_struct() -> None:
+    """Only the built-in listing's exact shape is typed; anything else is sent as it is."""
+    odd = [
+        {"entries": [{"path": "a", "type": "file", "size": 1, "owner": "x"}], "truncated": False},
+        {"entries": [{"path": "a", "type": "file", "size": 1.5}], "truncated": False},
+        {"entries": [1, 2], "truncated": False},
+        {"entries": [], "truncated": False, "more": True},
+    ]
+    for payload in odd:
+        message = convert.result_to_proto(ToolResult(payload=payload), "list_directory")
+        assert not message.HasField("listing")
+        assert convert.struct_to_dict(message.payload) == payload
+    listing_like = {"entries": [], "truncated": False}
+    message = convert.result_to_proto(ToolResult(payload=listing_like), "my_plugin")
+    assert not message.HasField("listing")
+    assert convert.struct_to_dict(message.payload) == listing_like

@@ -34,9 +34,11 @@ def _task(payload: dict[str, object]) -> Task:
 
 def test_spliced_response_parses_to_the_normal_one() -> None:
     """The bytes parse to exactly ExecuteResponse(task=task_to_proto(task), done=True)."""
-    task = _task({"entries": [{"path": f"f{i}", "type": "file", "size": i} for i in range(300)]})
+    entries = [{"path": f"f{i}", "type": "file", "size": i} for i in range(300)]
+    task = _task({"entries": entries, "truncated": False})
     spliced = ts.ExecuteResponse.FromString(ResultBytes().execute_response(task).data)
     assert spliced == ts.ExecuteResponse(task=convert.task_to_proto(task), done=True)
+    assert len(spliced.task.result.listing.entries) == 300  # typed, as list_directory's are
 
 
 def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> None:
@@ -45,7 +47,9 @@ def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> No
     first = _task({"entries": [1, 2]})
     assert first.result is not None
     again = first._replace(result=replace(first.result, stderr=b""))
-    assert memo.get(again.result) is memo.get(first.result)  # type: ignore[arg-type]
+    assert memo.get(again.result, "list_directory") is memo.get(  # type: ignore[arg-type]
+        first.result, "list_directory"
+    )
     other = _task({"entries": [3]})
     assert other.result is not None
     assert ts.ExecuteResponse.FromString(memo.execute_response(other).data).task.result.payload[

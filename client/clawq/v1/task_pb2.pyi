@@ -460,6 +460,7 @@ class TaskResult(_message.Message):
     SIGNAL_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    LISTING_FIELD_NUMBER: _builtins.int
     output: _builtins.bytes
     """Standard output of a command, or the content a file tool returns."""
     truncated: _builtins.bool
@@ -476,7 +477,11 @@ class TaskResult(_message.Message):
     """True when the result came from the cache without running the tool."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
-        """Structured result (directory entries, bytes written, plugin output)."""
+        """Structured result (bytes written, a command's sandbox, plugin output); unset when listing is set."""
+
+    @_builtins.property
+    def listing(self) -> Global___DirectoryListing:
+        """The entries of a list_directory result (typed: a Struct of 10,000 entries costs ten times more)."""
 
     def __init__(
         self,
@@ -489,16 +494,75 @@ class TaskResult(_message.Message):
         signal: _builtins.int = ...,
         payload: _struct_pb2.Struct | None = ...,
         cached: _builtins.bool = ...,
+        listing: Global___DirectoryListing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "listing", b"listing", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cached", b"cached", "exit_code", b"exit_code", "output", b"output", "payload", b"payload", "signal", b"signal", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cached", b"cached", "exit_code", b"exit_code", "listing", b"listing", "output", b"output", "payload", b"payload", "signal", b"signal", "stderr", b"stderr", "stderr_truncated", b"stderr_truncated", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___TaskResult: _TypeAlias = TaskResult  # noqa: Y015
+
+@_typing.final
+class DirectoryListing(_message.Message):
+    """DirectoryListing is what list_directory found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when max_entries cut the walk short."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DirectoryEntry]:
+        """Entries depth first, names sorted within each directory."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___DirectoryEntry] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryListing: _TypeAlias = DirectoryListing  # noqa: Y015
+
+@_typing.final
+class DirectoryEntry(_message.Message):
+    """DirectoryEntry is one entry of a listing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Path relative to the root, "/"-separated."""
+    type: _builtins.str
+    """"file", "dir", "symlink" or "other"."""
+    size: _builtins.int
+    """Size in bytes, as lstat reports it (symlinks are not followed)."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        type: _builtins.str = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "size", b"size", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectoryEntry: _TypeAlias = DirectoryEntry  # noqa: Y015
 
 @_typing.final
 class TaskError(_message.Message):

@@ -33,6 +33,9 @@ _BYTES_FIELDS = {
 }
 STATE_TO_PB = {state: pb.TaskState.Value(f"TASK_STATE_{state.value}") for state in TaskState}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+# list_directory's payload goes out as a typed DirectoryListing: its fields, exactly.
+LISTING_TOOL = "list_directory"
+_LISTING_KEYS = frozenset(pb.DirectoryListing.DESCRIPTOR.fields_by_name)
 SIDE_EFFECT_TO_PB = {
     SideEffect.READ_ONLY: pb.SIDE_EFFECT_READ_ONLY,
     SideEffect.WRITE: pb.SIDE_EFFECT_WRITE,
@@ -126,20 +129,27 @@ def _timestamp(value: datetime | None) -> dict[str, int] | None:
     return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
-def result_to_proto(result: ToolResult) -> pb.TaskResult:
-    """The wire form of a ToolResult."""
-    message = pb.TaskResult(
-        output=result.output,
-        truncated=result.truncated,
-        stderr=result.stderr,
-        stderr_truncated=result.stderr_truncated,
-        signal=result.signal,
-        cached=result.cached,
-    )
-    if result.exit_code is not None:
-        message.exit_code = result.exit_code
-    if result.payload is not None:
-        message.payload.update(result.payload)
+def result_to_proto(result: ToolResult, tool: str) -> pb.TaskResult:
+    """The wire form of a ToolResult of tool: a listing's entries typed, other payloads a Struct."""
+    common: dict[str, Any] = {
+        "output": result.output,
+        "truncated": result.truncated,
+        "stderr": result.stderr,
+        "stderr_truncated": result.stderr_truncated,
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "cached": result.cached,
+    }
+    payload = result.payload
+    if tool == LISTING_TOOL and payload is not None and payload.keys() == _LISTING_KEYS:
+        typed: dict[str, Any] = {**common, "listing": payload}
+        try:
+            return pb.TaskResult(**typed)
+        except (ValueError, TypeError):
+            pass  # not the built-in tool's shape (a remote worker's, say): sent as a Struct
+    message = pb.TaskResult(**common)
+    if payload is not None:
+        message.payload.update(payload)
     return message
 
 
@@ -152,8 +162,16 @@ def result_from_proto(message: pb.TaskResult) -> ToolResult:
         stderr_truncated=message.stderr_truncated,
         exit_code=message.exit_code if message.HasField("exit_code") else None,
         signal=message.signal,
-        payload=struct_to_dict(message.payload) if message.HasField("payload") else None,
+        payload=_payload_from_proto(message),
     )
+
+
+def _payload_from_proto(message: pb.TaskResult) -> dict[str, Any] | None:
+    if message.HasField("listing"):
+        listing = message.listing
+        entries = [{"path": e.path, "type": e.type, "size": e.size} for e in listing.entries]
+        return {"entries": entries, "truncated": listing.truncated}
+    return struct_to_dict(message.payload) if message.HasField("payload") else None
 
 
 def error_from_proto(message: pb.TaskError) -> TaskError:
@@ -211,7 +229,7 @@ def _completed(message: pb.Task, task: Task, with_result: bool) -> pb.Task:
     if task.tool not in BUILTIN_ARGS:
         message.call.arguments.update(task.args)
     if with_result and task.result is not None:
-        message.result.CopyFrom(result_to_proto(task.result))
+        message.result.CopyFrom(result_to_proto(task.result, task.tool))
     return message
 
 

@@ -1,9 +1,9 @@
 """Answers cache hits with bytes already serialized.
 
-A cached listing of 10,000 entries costs ~35 ms to turn into a protobuf Struct and ~5 ms to
-serialize, every time it is served, while the lookup itself takes microseconds. The
-serialized TaskResult of a cached result is therefore kept beside it (keyed by the identity
-of its payload, which a cache hit shares with the stored entry; see memo.py) and spliced into the
+A cached listing of 10,000 entries costs ~5 ms to turn into a TaskResult and serialize,
+every time it is served, while the lookup itself takes microseconds. The serialized
+TaskResult of a cached result is therefore kept beside it (keyed by the identity of its
+payload, which a cache hit shares with the stored entry; see memo.py) and spliced into the
 response bytes: protobuf messages are concatenations of fields, so a Task's bytes followed
 by field 11 holding the result bytes is that Task with its result.
 """
@@ -54,19 +54,19 @@ class ResultBytes:
     def __init__(self, size: int = MEMO_SIZE) -> None:
         self._memo: IdentityMemo[bytes] = IdentityMemo(size)
 
-    def get(self, result: ToolResult) -> bytes:
-        """The serialized TaskResult of result."""
+    def get(self, result: ToolResult, tool: str) -> bytes:
+        """The serialized TaskResult of result, a result of tool."""
         if result.payload is None:  # nothing unique to key on, and small anyway
-            return convert.result_to_proto(result).SerializeToString()
+            return convert.result_to_proto(result, tool).SerializeToString()
         return self._memo.get(
-            result.payload, lambda: convert.result_to_proto(result).SerializeToString()
+            result.payload, lambda: convert.result_to_proto(result, tool).SerializeToString()
         )
 
     def execute_response(self, task: Task) -> Encoded:
         """The ExecuteResponse bytes of a finished, cached task."""
         assert task.result is not None  # noqa: S101 - only cached (finished) tasks come here
         bare = convert.task_to_proto(task, with_result=False).SerializeToString()
-        result = self.get(task.result)
+        result = self.get(task.result, task.tool)
         result_header = _header(TASK_RESULT_FIELD, len(result))
         task_size = len(bare) + len(result_header) + len(result)
         # Joined once: the result may be megabytes, and each concatenation would copy it.
