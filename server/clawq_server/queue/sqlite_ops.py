@@ -15,10 +15,9 @@ from clawq_server.model import NewTask, RetryPolicy, SubmitOutcome, Task, TaskSt
 from clawq_server.queue.sqlite_db import Effects
 from clawq_server.queue.sqlite_schema import (
     COLUMNS,
-    INSERT_BATCH,
     INSERT_FINISHED,
     chunks,
-    insert_batch,
+    insert_statements,
     marks,
     row_to_task,
     task_row,
@@ -66,7 +65,9 @@ def submit(
     if fresh and max_queued > 0:
         _check_room(conn, len(fresh), max_queued)
     if fresh:
-        conn.execute(INSERT_BATCH, (insert_batch(fresh, retry.default_max_attempts),))
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        for statement, params in insert_statements(fresh, retry.default_max_attempts, limit):
+            conn.execute(statement, params)
     fx.work = fx.work or bool(fresh)
     return outcomes
 

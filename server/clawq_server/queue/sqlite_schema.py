@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -78,15 +80,19 @@ INSERT = (
     " priority, max_attempts, idempotent, state, created, not_before)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)"
 )
-# A whole batch is one statement over one JSON parameter. With executemany, every row's
-# sqlite3_step releases and re-takes the GIL; while the event loop is busy admitting the
-# next batch, each re-take can wait a full switch interval, and inserts crawl.
-INSERT_BATCH = (
-    "INSERT INTO tasks (id, principal, tool, args_json, args_hash, side_effect, idem_key,"
-    " priority, max_attempts, idempotent, state, created, not_before)"
-    " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6,"
-    " value->>7, value->>8, value->>9, 'QUEUED', value->>10, value->>11 FROM json_each(?)"
+# A batch goes in as multi-row INSERT ... VALUES statements, one sqlite3_step each. With
+# executemany, every row's step releases and re-takes the GIL; while the event loop is busy
+# admitting the next batch, each re-take can wait a full switch interval, and inserts crawl.
+# Bound values also cost SQLite less than pulling each one out of a JSON document.
+_NEW_COLUMNS = (
+    "id, principal, tool, args_json, args_hash, side_effect, idem_key,"
+    " priority, max_attempts, idempotent, created, not_before, state"
 )
+_NEW_PARAMS = _NEW_COLUMNS.count(",")  # every column but state, which is a constant
+_NEW_ROW = f"({','.join('?' * _NEW_PARAMS)},'QUEUED')"
+# Rows per statement: powers of two up to this, so a handful of statement shapes, each
+# compiled once and kept in the connection's statement cache, serve every batch size.
+MAX_INSERT_ROWS = 512
 
 # A task stored whole as it is (a call answered from the cache); an id present is kept.
 # args_hash only serves idempotency keys, which such calls never carry.
@@ -116,9 +122,26 @@ def apply_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def insert_batch(tasks: Sequence[NewTask], default_attempts: int) -> bytes:
-    """The JSON parameter of INSERT_BATCH for tasks."""
-    return orjson.dumps([_insert_row(t, t.max_attempts or default_attempts) for t in tasks])
+def insert_statements(
+    tasks: Sequence[NewTask], default_attempts: int, max_params: int
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """(statement, parameters) pairs that insert tasks as QUEUED rows.
+
+    max_params is the connection's host parameter limit (SQLITE_LIMIT_VARIABLE_NUMBER).
+    """
+    rows = [_insert_row(t, t.max_attempts or default_attempts) for t in tasks]
+    most = min(MAX_INSERT_ROWS, max_params // _NEW_PARAMS)
+    start = 0
+    while start < len(rows):
+        count = min(most, 1 << ((len(rows) - start).bit_length() - 1))
+        part = rows[start : start + count]
+        yield _insert_sql(count), tuple(itertools.chain.from_iterable(part))
+        start += count
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO tasks ({_NEW_COLUMNS}) VALUES {','.join([_NEW_ROW] * rows)}"  # noqa: S608
 
 
 def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
@@ -129,7 +152,7 @@ def _insert_row(task: NewTask, max_attempts: int) -> tuple[Any, ...]:
         task.id,
         task.principal,
         task.tool,
-        task.args_json.decode(),
+        task.args_json,
         task.args_hash,
         task.side_effect.value,
         task.idempotency_key or None,
