@@ -50,23 +50,45 @@ def submit_batch(tasks: Sequence[NewTask], default_max_attempts: int) -> tuple[b
     fields: list[Arg] = []
     records: list[bytes] = []
     dumps, fragment = orjson.dumps, orjson.Fragment
+    # Admission stamps a whole batch with one time and an undelayed task's not_before is
+    # that same object; the per-kind strings (level, key fields) repeat as well. Each is
+    # made once per batch rather than once per task.
+    stamped: datetime | None = None
+    created, when = 0.0, ""
+    kinds: dict[tuple[str, int, str, int, bool, SideEffect], tuple[str, str]] = {}
     for task in tasks:
         attempts = task.max_attempts or default_max_attempts
-        created, not_before = task.created.timestamp(), task.not_before.timestamp()
-        # orjson writes the same shortest round-trip text as repr(), several times faster.
-        when = dumps(created).decode()
+        if task.created is not stamped:
+            stamped, created = task.created, task.created.timestamp()
+            # orjson writes the same shortest round-trip text as repr(), several times faster.
+            when, kinds = dumps(created).decode(), {}
+        not_before = created if task.not_before is stamped else task.not_before.timestamp()
+        kind = (
+            task.principal,
+            task.priority,
+            task.tool,
+            attempts,
+            task.idempotent,
+            task.side_effect,
+        )
+        strings = kinds.get(kind)
+        if strings is None:
+            strings = kinds[kind] = (
+                f"{task.priority}:{task.tool}",
+                _key_fields(task, when, attempts),
+            )
         record = _record(task, fragment(task.args_json), attempts, created, not_before)
         records.append(record)
         fields += (
             task.id,
             task.principal,
-            f"{task.priority}:{task.tool}",
+            strings[0],
             when,
             "" if not_before == created else dumps(not_before).decode(),  # "": not delayed
             task.idempotency_key,
             task.args_hash if task.idempotency_key else "",  # compared only under a key
             len(record),
-            _key_fields(task, when, attempts),
+            strings[1],
         )
     return dumps(fields), b"".join(records)
 
