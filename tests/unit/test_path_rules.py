@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from clawq_server.errors import InvalidArgument, PolicyDenied
-from clawq_server.policy.path_rules import confine, denied_by
+from clawq_server.policy.path_rules import NAME_MAX, check_path, confine, denied_by
 from clawq_server.policy.principal import DEFAULT_DENY_PATTERNS, Principal, Root
 
 ROOT = Path("/srv/clawq/ws")
@@ -32,6 +34,8 @@ COMPONENTS = st.sampled_from(
         "srv",
         "clawq",
         "KEY.Key",
+        "é" * (NAME_MAX // 2 + 1),  # over NAME_MAX bytes in few characters
+        "e" * (NAME_MAX // 4 + 1),
     ]
 )
 PATHS = st.builds(
@@ -55,6 +59,32 @@ def test_accepted_paths_stay_inside_their_root(path: str, write: bool) -> None:
     assert denied_by(PRINCIPAL.deny_patterns, confined.relative) is None
     assert not write or confined.root.writable
     assert confined.relative[:1] != ("ro",) or confined.root.path.name == "ro"
+
+
+def _verdict(check: Callable[[], object]) -> tuple[type, str] | None:
+    """None when check passes, else the refusal's type and message."""
+    try:
+        check()
+    except (PolicyDenied, InvalidArgument) as refused:
+        return type(refused), refused.message
+    return None
+
+
+@given(PATHS, st.booleans())
+def test_admissions_check_gives_confines_verdict(path: str, write: bool) -> None:
+    """check_path refuses exactly what confine refuses, with the same error."""
+    assert _verdict(lambda: check_path(PRINCIPAL, path, write=write)) == _verdict(
+        lambda: confine(PRINCIPAL, path, write=write)
+    )
+
+
+@pytest.mark.parametrize("verdict", [confine, check_path])
+@pytest.mark.parametrize("path", ["é" * (NAME_MAX // 2 + 1), "a/" + "€" * (NAME_MAX // 3 + 1)])
+def test_a_long_component_is_refused_however_few_its_characters(
+    verdict: Callable[[Principal, str], object], path: str
+) -> None:
+    with pytest.raises(InvalidArgument, match="longer than"):
+        verdict(PRINCIPAL, path)
 
 
 @given(st.lists(st.sampled_from(["a", ".ssh", "b.KEY", ".git", "config", "c"]), max_size=6))

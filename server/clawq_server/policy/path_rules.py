@@ -53,6 +53,18 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
     PolicyDenied for paths outside every root, matching a deny pattern, or (with write)
     under a read-only root.
     """
+    root, parts = _checked(principal, path, write)
+    root_path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
+    return Confined(root, parts, root_path)
+
+
+def check_path(principal: Principal, path: str, *, write: bool = False) -> None:
+    """confine()'s verdict alone, for admission, which needs no Confined to work on."""
+    _checked(principal, path, write)
+
+
+def _checked(principal: Principal, path: str, write: bool) -> tuple[Root, tuple[str, ...]]:
+    """The root deciding path and the normalised parts under it, or the refusal raised."""
     if "\x00" in path:
         raise InvalidArgument.field("path", "must not contain NUL bytes")
     if not principal.roots:
@@ -67,8 +79,9 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
         if len(principal.roots) > 1:
             whole = _root_parts(root) + parts
             root, parts = _innermost(principal, whole, resolve=False) or (root, parts)
-    # A character encodes to at most 4 bytes: only a long path needs its parts encoded.
-    if sum(map(len, parts)) > NAME_MAX // 4 and any(
+    # A character encodes to at most 4 bytes: only a long path needs its parts encoded (the
+    # parts are pieces of path, so a short path has no long part).
+    if len(path) > NAME_MAX // 4 and any(
         len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts
     ):
         raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
@@ -77,8 +90,7 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
         raise PolicyDenied(f"path {path!r} matches the deny pattern {pattern!r}")
     if write and not root.writable:
         raise PolicyDenied(f"path {path!r} is under a read-only root")
-    root_path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
-    return Confined(root, parts, root_path)
+    return root, parts
 
 
 def resolve_root(root: Root) -> Path:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied, ToolFailure
 from clawq_server.policy.path_rules import (
     Confined,
+    check_path,
     confine,
     denied_by,
     real_confine,
@@ -28,6 +29,7 @@ __all__ = [
     "DIR_FLAGS",
     "MAX_TREE_DEPTH",
     "Confined",
+    "check_path",
     "check_regular",
     "confine",
     "denied_by",
