@@ -77,9 +77,12 @@ class NewTask(NamedTuple):
     not_before: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ToolResult:
-    """What a tool produced."""
+    """What a tool produced.
+
+    Weakly referenceable: what is derived from a cached result is kept while it lives.
+    """
 
     output: bytes = b""
     truncated: bool = False

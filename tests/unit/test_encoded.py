@@ -41,17 +41,15 @@ def test_spliced_response_parses_to_the_normal_one() -> None:
     assert len(spliced.task.result.listing.entries) == 300  # typed, as list_directory's are
 
 
-def test_the_same_payload_is_serialized_once_and_another_is_not_confused() -> None:
-    """A hit sharing the stored payload reuses its bytes; a different payload gets its own."""
+def test_the_same_result_is_serialized_once_and_another_is_not_confused() -> None:
+    """A hit serving the entry's very result reuses its bytes; any other result gets its own."""
     memo = ResultBytes()
     first = _task({"entries": [1, 2]})
     assert first.result is not None
-    again = first._replace(result=replace(first.result, stderr=b""))
-    assert memo.get(again.result, "list_directory") is memo.get(  # type: ignore[arg-type]
-        first.result, "list_directory"
-    )
+    assert memo.get(first.result, "list_directory") is memo.get(first.result, "list_directory")
+    sharing = replace(first.result, stderr=b"other")  # the same payload, another result
+    assert memo.get(sharing, "list_directory") != memo.get(first.result, "list_directory")
     other = _task({"entries": [3]})
-    assert other.result is not None
     assert ts.ExecuteResponse.FromString(memo.execute_response(other).data).task.result.payload[
         "entries"
     ] == [3]

@@ -1,7 +1,8 @@
-"""IdentityMemo derives once per object, never confuses two objects, and stays bounded."""
+"""IdentityMemo derives once per live object, never confuses two objects, and keeps none alive."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import replace
 from functools import partial
@@ -13,6 +14,13 @@ from clawq_server.model import ToolResult
 from clawq_server.queue.result_meta import decode_result, encode_meta
 
 
+class Obj:
+    """A weakly referenceable key."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+
 def test_one_derivation_per_object_and_none_shared_between_equal_objects() -> None:
     memo: IdentityMemo[str] = IdentityMemo(4)
     calls: list[object] = []
@@ -21,16 +29,44 @@ def test_one_derivation_per_object_and_none_shared_between_equal_objects() -> No
         calls.append(obj)
         return f"v{len(calls)}"
 
-    first, twin = {"a": 1}, {"a": 1}
-    assert memo.get(first, lambda: derive(first)) == "v1"
-    assert memo.get(first, lambda: derive(first)) == "v1"
-    assert memo.get(twin, lambda: derive(twin)) == "v2"  # equal but not the same object
+    first, twin = ToolResult(output=b"a"), ToolResult(output=b"a")
+    assert memo.get(first, partial(derive, first)) == "v1"
+    assert memo.get(first, partial(derive, first)) == "v1"
+    assert memo.get(twin, partial(derive, twin)) == "v2"  # equal but not the same object
     assert calls == [first, twin]
+
+
+def test_a_value_goes_with_its_object() -> None:
+    """The memo never keeps an object alive: once it is gone, so is what it derived."""
+    memo: IdentityMemo[int] = IdentityMemo(8)
+    kept = Obj(1)
+    memo.get(kept, lambda: 1)
+    for n in range(100):
+        assert memo.get(Obj(n), partial(int, n)) == n  # a recycled id never answers
+    gc.collect()
+    assert len(memo) == 1
+    del kept
+    gc.collect()
+    assert len(memo) == 0
+
+
+def test_objects_without_weak_references_are_derived_every_time() -> None:
+    memo: IdentityMemo[int] = IdentityMemo(8)
+    key = {"a": 1}
+    derived: list[int] = []
+
+    def derive() -> int:
+        derived.append(1)
+        return 1
+
+    for _ in range(2):
+        memo.get(key, derive)
+    assert (derived, len(memo)) == ([1, 1], 0)
 
 
 def test_least_recently_used_objects_are_dropped_beyond_the_size() -> None:
     memo: IdentityMemo[int] = IdentityMemo(2)
-    keys = [[n] for n in range(3)]
+    keys = [Obj(n) for n in range(3)]
     derived: list[int] = []
 
     def get(n: int) -> None:
@@ -47,24 +83,16 @@ def test_least_recently_used_objects_are_dropped_beyond_the_size() -> None:
     assert derived == [0, 1, 2, 1]
 
 
-def test_a_dropped_object_cannot_lend_its_id_to_a_new_one() -> None:
-    """Objects are held while their value is, so a recycled id never matches a stranger."""
-    memo: IdentityMemo[str] = IdentityMemo(8)
-    for n in range(100):
-        obj = {"n": n}
-        assert memo.get(obj, partial(str, n)) == str(n)
-
-
 def test_threads_each_get_the_value_of_their_own_object() -> None:
     memo: IdentityMemo[int] = IdentityMemo(16)
-    objects = [[n] for n in range(64)]
+    objects = [Obj(n) for n in range(64)]
     wrong: list[int] = []
 
     def hammer() -> None:
         for _ in range(200):
             for obj in objects:
-                if memo.get(obj, partial(int, obj[0])) != obj[0]:
-                    wrong.append(obj[0])
+                if memo.get(obj, partial(int, obj.n)) != obj.n:
+                    wrong.append(obj.n)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
@@ -84,8 +112,8 @@ def test_cached_results_store_the_same_metadata_as_computed_ones() -> None:
         assert decode_result(b"x", b"", encode_meta(hit)) == hit
 
 
-def test_a_cached_payload_is_encoded_once_per_entry() -> None:
-    """What a cache hit stores reuses the entry's encoding (payloads never change once made)."""
+def test_a_cached_payload_is_encoded_once_per_result() -> None:
+    """What a cache hit stores reuses its result's encoding (payloads never change once made)."""
     payload: dict[str, object] = {"entries": [1, 2]}
     hit = ToolResult(payload=payload, cached=True)
     first = encode_meta(hit)

@@ -2,8 +2,8 @@
 
 A cached listing of 10,000 entries costs ~5 ms to turn into a TaskResult and serialize,
 every time it is served, while the lookup itself takes microseconds. The serialized
-TaskResult of a cached result is therefore kept beside it (keyed by the identity of its
-payload, which a cache hit shares with the stored entry; see memo.py) and spliced into the
+TaskResult of a cached result is therefore kept beside it (while the result lives: a hit of
+the in-process cache answers with its entry's very result; see memo.py) and spliced into the
 response bytes: protobuf messages are concatenations of fields, so a Task's bytes followed
 by field 11 holding the result bytes is that Task with its result.
 """
@@ -56,10 +56,8 @@ class ResultBytes:
 
     def get(self, result: ToolResult, tool: str) -> bytes:
         """The serialized TaskResult of result, a result of tool."""
-        if result.payload is None:  # nothing unique to key on, and small anyway
-            return convert.result_to_proto(result, tool).SerializeToString()
         return self._memo.get(
-            result.payload, lambda: convert.result_to_proto(result, tool).SerializeToString()
+            result, lambda: convert.result_to_proto(result, tool).SerializeToString()
         )
 
     def execute_response(self, task: Task) -> Encoded:

@@ -11,8 +11,9 @@ import orjson
 from clawq_server.memo import IdentityMemo
 from clawq_server.model import ToolResult
 
-# Every answer from the cache is stored as a task of its own, and its payload is the
-# entry's very object: its JSON (a listing's can be megabytes) is encoded once per entry.
+# Every answer from the cache is stored as a task of its own, and the in-process cache
+# answers with its entry's very result: its payload's JSON (a listing's can be megabytes)
+# is encoded once per entry.
 _CACHED_PAYLOADS: IdentityMemo[orjson.Fragment] = IdentityMemo(256)
 
 
@@ -21,7 +22,7 @@ def encode_meta(result: ToolResult) -> bytes:
     payload: object = result.payload
     if result.cached and payload is not None:
         shared = payload
-        payload = _CACHED_PAYLOADS.get(shared, lambda: orjson.Fragment(orjson.dumps(shared)))
+        payload = _CACHED_PAYLOADS.get(result, lambda: orjson.Fragment(orjson.dumps(shared)))
     return orjson.dumps(
         {
             "truncated": result.truncated,
