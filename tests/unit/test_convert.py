@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
@@ -127,10 +128,20 @@ def test_listings_go_typed_and_come_back_the_same(
 
 def test_other_shapes_and_other_tools_keep_the_struct() -> None:
     """Only the built-in listing's exact shape is typed; anything else is sent as it is."""
-    odd = [
-        {"entries": [{"path": "a", "type": "file", "size": 1, "owner": "x"}], "truncated": False},
-        {"entries": [{"path": "a", "type": "file", "size": 1.5}], "truncated": False},
+    entry: dict[str, Any] = {"path": "a", "type": "file", "size": 1}
+    odd: list[dict[str, Any]] = [
+        {"entries": [{**entry, "owner": "x"}], "truncated": False},
+        {"entries": [{"path": "a", "type": "file"}], "truncated": False},
+        {"entries": [{**entry, "size": 1.5}], "truncated": False},
+        {"entries": [{**entry, "size": 1.0}], "truncated": False},
+        {"entries": [{**entry, "size": True}], "truncated": False},
+        {"entries": [{**entry, "size": None}], "truncated": False},
+        {"entries": [{**entry, "type": None}], "truncated": False},
+        {"entries": [{**entry, "size": 2**63}], "truncated": False},
+        {"entries": [{}], "truncated": False},
         {"entries": [1, 2], "truncated": False},
+        {"entries": [entry], "truncated": None},
+        {"entries": [entry], "truncated": 1},
         {"entries": [], "truncated": False, "more": True},
     ]
     for payload in odd:

@@ -17,7 +17,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from clawq.v1 import task_pb2 as pb
 from clawq_server.errors import InvalidArgument
-from clawq_server.model import Call, SideEffect, Task, TaskError, TaskState, ToolResult
+from clawq_server.model import (
+    Call,
+    JsonObject,
+    SideEffect,
+    Task,
+    TaskError,
+    TaskState,
+    ToolResult,
+)
 
 BUILTIN_ARGS: dict[str, type[Message]] = {
     "read_file": pb.ReadFileArgs,
@@ -36,6 +44,7 @@ STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 # list_directory's payload goes out as a typed DirectoryListing: its fields, exactly.
 LISTING_TOOL = "list_directory"
 _LISTING_KEYS = frozenset(pb.DirectoryListing.DESCRIPTOR.fields_by_name)
+_ENTRY_KEYS = frozenset(pb.DirectoryEntry.DESCRIPTOR.fields_by_name)
 SIDE_EFFECT_TO_PB = {
     SideEffect.READ_ONLY: pb.SIDE_EFFECT_READ_ONLY,
     SideEffect.WRITE: pb.SIDE_EFFECT_WRITE,
@@ -141,16 +150,36 @@ def result_to_proto(result: ToolResult, tool: str) -> pb.TaskResult:
         "cached": result.cached,
     }
     payload = result.payload
-    if tool == LISTING_TOOL and payload is not None and payload.keys() == _LISTING_KEYS:
+    if tool == LISTING_TOOL and _is_listing(payload):
         typed: dict[str, Any] = {**common, "listing": payload}
         try:
             return pb.TaskResult(**typed)
-        except (ValueError, TypeError):
-            pass  # not the built-in tool's shape (a remote worker's, say): sent as a Struct
+        except ValueError:
+            pass  # a size beyond int64: sent as a Struct
     message = pb.TaskResult(**common)
     if payload is not None:
         message.payload.update(payload)
     return message
+
+
+def _is_listing(payload: JsonObject | None) -> bool:
+    """True for exactly the built-in tool's shape; upb would quietly fill in or coerce any
+    other (a remote worker's, say), which then goes out as the Struct it is."""
+    if payload is None or payload.keys() != _LISTING_KEYS:
+        return False
+    entries, truncated = payload["entries"], payload["truncated"]
+    return (
+        type(truncated) is bool
+        and type(entries) is list
+        and all(
+            type(e) is dict
+            and e.keys() == _ENTRY_KEYS
+            and type(e["path"]) is str
+            and type(e["type"]) is str
+            and type(e["size"]) is int
+            for e in entries
+        )
+    )
 
 
 def result_from_proto(message: pb.TaskResult) -> ToolResult:
