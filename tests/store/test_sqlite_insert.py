@@ -46,3 +46,8 @@ def test_a_low_parameter_limit_is_respected_by_a_real_connection(tmp_path: Path)
     assert [(t.id, t.state.value, t.priority, dict(t.args)) for t in stored] == [
         (t.id, "QUEUED", t.priority, {"path": "a.txt"}) for t in tasks
     ]
+
+
+def test_a_limit_too_low_for_one_row_is_refused_not_looped_on() -> None:
+    with pytest.raises(ValueError, match="cannot hold one row"):
+        list(insert_statements([new_task()], 3, PARAMS_PER_ROW - 1))

@@ -87,6 +87,14 @@ def test_a_long_component_is_refused_however_few_its_characters(
         verdict(PRINCIPAL, path)
 
 
+@pytest.mark.parametrize("verdict", [confine, check_path])
+def test_a_lone_surrogate_in_a_long_path_is_an_invalid_argument(
+    verdict: Callable[[Principal, str], object],
+) -> None:
+    with pytest.raises(InvalidArgument, match="not valid UTF-8"):
+        verdict(PRINCIPAL, "a/../" * 15 + "\ud800")
+
+
 @given(st.lists(st.sampled_from(["a", ".ssh", "b.KEY", ".git", "config", "c"]), max_size=6))
 def test_denied_by_agrees_with_the_plain_definition(parts: list[str]) -> None:
     """The compiled matcher agrees with matching each pattern against every run of components."""

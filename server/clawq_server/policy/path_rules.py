@@ -81,9 +81,7 @@ def _checked(principal: Principal, path: str, write: bool) -> tuple[Root, tuple[
             root, parts = _innermost(principal, whole, resolve=False) or (root, parts)
     # A character encodes to at most 4 bytes: only a long path needs its parts encoded (the
     # parts are pieces of path, so a short path has no long part).
-    if len(path) > NAME_MAX // 4 and any(
-        len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts
-    ):
+    if len(path) > NAME_MAX // 4 and any(_byte_length(part) > NAME_MAX for part in parts):
         raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
     pattern = denied_by(principal.deny_patterns, parts)
     if pattern is not None:
@@ -91,6 +89,13 @@ def _checked(principal: Principal, path: str, write: bool) -> tuple[Root, tuple[
     if write and not root.writable:
         raise PolicyDenied(f"path {path!r} is under a read-only root")
     return root, parts
+
+
+def _byte_length(part: str) -> int:
+    try:
+        return len(part.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate no file name can hold
+        raise InvalidArgument.field("path", "is not valid UTF-8") from None
 
 
 def resolve_root(root: Root) -> Path:

@@ -131,6 +131,8 @@ def insert_statements(
     """
     rows = [_insert_row(t, t.max_attempts or default_attempts) for t in tasks]
     most = min(MAX_INSERT_ROWS, max_params // _NEW_PARAMS)
+    if most < 1:
+        raise ValueError(f"a limit of {max_params} host parameters cannot hold one row")
     start = 0
     while start < len(rows):
         count = min(most, 1 << ((len(rows) - start).bit_length() - 1))
