@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import orjson
 
-from clawq_server.queue.redis_codec import submit_batch
+from clawq_server.queue.redis_args import submit_batch
 from tests.contract.helpers import new_task
 
 FIELDS_PER_TASK = 9

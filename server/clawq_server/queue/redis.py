@@ -48,14 +48,12 @@ from clawq_server.model import (
 from clawq_server.queue.base import Submissions, submit_one, until_done
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
+from clawq_server.queue.redis_args import list_args, record_args, submit_batch
 from clawq_server.queue.redis_codec import (
     key_reused,
-    list_args,
     outcomes,
     pairs,
     read_task,
-    record_args,
-    submit_batch,
     to_stats,
     to_task,
 )

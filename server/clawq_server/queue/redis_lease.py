@@ -12,7 +12,8 @@ from clawq_server.errors import LeaseLost
 from clawq_server.model import Completion, HeartbeatOutcome, Lease, RetryPolicy, TaskState
 from clawq_server.queue.coalescer import Coalescer
 from clawq_server.queue.drained import Drained, tool_key
-from clawq_server.queue.redis_codec import CompleteItem, complete_args, entry_order, pairs, to_task
+from clawq_server.queue.redis_args import CompleteItem, complete_args
+from clawq_server.queue.redis_codec import entry_order, pairs, to_task
 from clawq_server.queue.redis_events import Events
 from clawq_server.queue.redis_scripts import ScriptCalls, Scripts
 
