@@ -37,7 +37,7 @@ def submit(
     max_queued: int,
     retry: RetryPolicy,
 ) -> list[Outcome]:
-    """Insert tasks in one statement, resolving idempotency keys first."""
+    """Insert tasks (a few multi-row statements), resolving idempotency keys first."""
     seen = _known_keys(conn, tasks)
     outcomes: list[Outcome] = []
     fresh: list[NewTask] = []
@@ -64,12 +64,15 @@ def submit(
         outcomes.append(SubmitOutcome(task.id))
     if fresh and max_queued > 0:
         _check_room(conn, len(fresh), max_queued)
-    if fresh:
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        for statement, params in insert_statements(fresh, retry.default_max_attempts, limit):
-            conn.execute(statement, params)
+    _insert(conn, fresh, retry.default_max_attempts)
     fx.work = fx.work or bool(fresh)
     return outcomes
+
+
+def _insert(conn: sqlite3.Connection, tasks: Sequence[NewTask], default_attempts: int) -> None:
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    for statement, params in insert_statements(tasks, default_attempts, limit):
+        conn.execute(statement, params)
 
 
 def record(conn: sqlite3.Connection, fx: Effects, tasks: Sequence[Task]) -> None:
