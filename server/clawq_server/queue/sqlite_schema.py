@@ -204,48 +204,26 @@ def error_params(error: TaskError | None) -> tuple[str | None, str | None, str |
 
 
 def row_to_task(row: Sequence[Any]) -> Task:
-    """A Task from a row selected with COLUMNS."""
-    (
-        tid,
-        principal,
-        tool,
-        args_json,
-        state,
-        side_effect,
-        attempt,
-        max_attempts,
-        priority,
-        idem_key,
-        idempotent,
-        created,
-        not_before,
-        started,
-        finished,
-        output,
-        stderr,
-        result_meta,
-        error_code,
-        error_reason,
-        error_message,
-    ) = row
+    """A Task from a row selected with COLUMNS (positions as listed there)."""
+    created = _aware(row[11])
     return Task(
-        id=tid,
-        principal=principal,
-        tool=tool,
-        args=orjson.loads(args_json),
-        state=_STATES[state],
-        side_effect=_SIDE_EFFECTS[side_effect],
-        attempt=attempt,
-        max_attempts=max_attempts,
-        priority=priority,
-        idempotency_key=idem_key or "",
-        idempotent=bool(idempotent),
-        created=_aware(created),
-        not_before=_aware(not_before),
-        started=from_epoch(started),
-        finished=from_epoch(finished),
-        result=decode_result(output, stderr, result_meta),
-        error=None if error_code is None else TaskError(error_code, error_reason, error_message),
+        id=row[0],
+        principal=row[1],
+        tool=row[2],
+        args=orjson.loads(row[3]),
+        state=_STATES[row[4]],
+        side_effect=_SIDE_EFFECTS[row[5]],
+        attempt=row[6],
+        max_attempts=row[7],
+        priority=row[8],
+        idempotency_key=row[9] or "",
+        idempotent=bool(row[10]),
+        created=created,
+        not_before=created if row[12] == row[11] else _aware(row[12]),
+        started=from_epoch(row[13]),
+        finished=from_epoch(row[14]),
+        result=decode_result(*row[15:18]),
+        error=None if row[18] is None else TaskError(*row[18:21]),
     )
 
 
