@@ -143,26 +143,7 @@ class ProcessRunner:
             limits=_rlimits(spec.limits),
             cgroup=cgroup,
         )
-        # Our own pipes, not asyncio's: Process.wait() must not depend on every pipe
-        # closing, or a descendant holding stdout open could stall the kill path.
-        pipes = [os.pipe() for _ in range(3)]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=pipes[0][0],
-                stdout=pipes[1][1],
-                stderr=pipes[2][1],
-                cwd=spec.cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except BaseException:
-            for fd in (fd for pair in pipes for fd in pair):
-                os.close(fd)
-            raise
-        for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
-            os.close(fd)
-        ends = (pipes[0][1], pipes[1][0], pipes[2][0])
+        proc, ends = await _spawn(argv, spec, env)
         watch = _Watch(proc, spec, self._sandbox, cancelled, ends)
         try:
             return await watch.run()
@@ -171,6 +152,32 @@ class ProcessRunner:
             raise
         finally:
             watch.close()
+
+
+async def _spawn(
+    argv: list[str], spec: ProcessSpec, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, tuple[int, int, int]]:
+    """The started process and our ends of its stdin, stdout and stderr pipes."""
+    # Our own pipes, not asyncio's: Process.wait() must not depend on every pipe
+    # closing, or a descendant holding stdout open could stall the kill path.
+    pipes = [os.pipe() for _ in range(3)]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=pipes[0][0],
+            stdout=pipes[1][1],
+            stderr=pipes[2][1],
+            cwd=spec.cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except BaseException:
+        for fd in (fd for pair in pipes for fd in pair):
+            os.close(fd)
+        raise
+    for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+        os.close(fd)
+    return proc, (pipes[0][1], pipes[1][0], pipes[2][0])
 
 
 def _rlimits(limits: Limits) -> RLimits:
