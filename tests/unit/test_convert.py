@@ -101,6 +101,25 @@ def test_tasks_added_in_place_equal_tasks_built_alone() -> None:
     assert listing.tasks[1].finish_time.ToDatetime(tzinfo=UTC) == now + timedelta(seconds=3)
 
 
+def test_times_and_arguments_are_each_tasks_own() -> None:
+    """A delayed task keeps its own not_before; an undelayed one shares created's moment;
+    arguments with bytes fields are decoded, plain ones sent as they are."""
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    undelayed = Task(
+        "t1", "me", "read_file", {"path": "a"}, TaskState.QUEUED, SideEffect.READ_ONLY,
+        0, 3, 0, "", False, now, now,
+    )  # fmt: skip
+    delayed = undelayed._replace(id="t2", not_before=now + timedelta(seconds=5))
+    written = undelayed._replace(id="t3", tool="write_file", args={"path": "b", "data": "aGk="})
+    listing = ts.ListTasksResponse()
+    convert.add_tasks(listing.tasks, [undelayed, delayed, written])
+    first, second, third = listing.tasks
+    assert first.not_before == first.create_time
+    assert second.not_before.ToDatetime(tzinfo=UTC) == now + timedelta(seconds=5)
+    assert second.create_time.ToDatetime(tzinfo=UTC) == now
+    assert (first.call.read_file.path, third.call.write_file.data) == ("a", b"hi")
+
+
 entry_lists = st.lists(
     st.fixed_dictionaries(
         {

@@ -232,8 +232,12 @@ def _task_fields(task: Task) -> dict[str, Any]:
         "max_attempts": task.max_attempts,
         "idempotent": task.idempotent,
     }
-    if task.tool in BUILTIN_ARGS:
-        call[task.tool] = _builtin_args(task.tool, task.args)
+    tool, args = task.tool, task.args
+    if tool in BUILTIN_ARGS:
+        # upb only reads the mapping: a plain dict without bytes fields goes in uncopied.
+        plain = type(args) is dict and not _BYTES_FIELDS[tool]
+        call[tool] = args if plain else _builtin_args(tool, args)
+    created = _timestamp(task.created)
     fields: dict[str, Any] = {
         "id": task.id,
         "call": call,
@@ -241,8 +245,9 @@ def _task_fields(task: Task) -> dict[str, Any]:
         "attempt": task.attempt,
         "max_attempts": task.max_attempts,
         "priority": task.priority,
-        "not_before": _timestamp(task.not_before),
-        "create_time": _timestamp(task.created),
+        # An undelayed task's not_before is its created moment, often the same object.
+        "not_before": created if task.not_before is task.created else _timestamp(task.not_before),
+        "create_time": created,
         "start_time": _timestamp(task.started),
         "finish_time": _timestamp(task.finished),
         "idempotency_key": task.idempotency_key,
