@@ -29,13 +29,19 @@ MakeCache = Callable[..., AbstractAsyncContextManager[ToolCache]]
 
 
 class CountingTool:
-    """A real tool wrapping another: counts runs and may hold each run until a gate opens."""
+    """A real tool wrapping another: counts runs and may hold each run until a gate opens.
+
+    hold, when set, keeps the next run's result back (once) until it opens: the run has
+    read what it reads (ran is set) but has not answered yet.
+    """
 
     def __init__(self, inner: Tool, gate: asyncio.Event | None = None) -> None:
         self.inner = inner
         self.gate = gate
+        self.hold: asyncio.Event | None = None
         self.runs = 0
         self.started = asyncio.Event()
+        self.ran = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -68,7 +74,12 @@ class CountingTool:
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
-        return await self.inner.run(args, ctx)
+        result = await self.inner.run(args, ctx)
+        self.ran.set()
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            await hold.wait()
+        return result
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import timedelta
@@ -39,15 +40,38 @@ async def test_identical_concurrent_calls_share_one_run(kit: Kit, make_cache: Ma
 
 
 async def test_a_failed_leader_fails_its_followers_once(kit: Kit, make_cache: MakeCache) -> None:
-    """Concurrent reads of a missing file share one failing run and all see the failure."""
+    """Calls that joined a run share its failure: the file went away after they joined."""
+    (kit.root / "gone.txt").write_bytes(b"soon gone")
+    await settle(kit.root / "gone.txt")
     kit.read.gate = asyncio.Event()
     async with make_cache() as cache:
-        calls = [asyncio.create_task(kit.call(cache, kit.read, path="nope")) for _ in range(4)]
+        calls = [asyncio.create_task(kit.call(cache, kit.read, path="gone.txt")) for _ in range(4)]
         await asyncio.wait_for(kit.read.started.wait(), 5.0)
         await joined(cache, 3)
+        (kit.root / "gone.txt").unlink()
         kit.read.gate.set()
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert kit.read.runs == 1
+    assert all("does not exist" in str(o) for o in outcomes)
+
+
+async def test_calls_after_an_unproven_run_started_run_themselves(
+    kit: Kit, make_cache: MakeCache
+) -> None:
+    """A missing file proves nothing: calls made once its run has started do not share it
+    (the file may have appeared meanwhile), and each reports the failure it found."""
+    kit.read.gate = asyncio.Event()
+    async with make_cache() as cache:
+        leader = asyncio.create_task(kit.call(cache, kit.read, path="nope"))
+        await asyncio.wait_for(kit.read.started.wait(), 5.0)
+        late = [asyncio.create_task(kit.call(cache, kit.read, path="nope")) for _ in range(3)]
+        deadline = time.monotonic() + 5.0
+        while kit.read.runs < 4:
+            assert time.monotonic() < deadline, "the late calls did not run"
+            await asyncio.sleep(0.001)
+        kit.read.gate.set()
+        outcomes = await asyncio.gather(leader, *late, return_exceptions=True)
+    assert cache._flights.followers() == 0
     assert all("does not exist" in str(o) for o in outcomes)
 
 
@@ -64,6 +88,32 @@ async def test_a_cancelled_leader_hands_over_to_a_follower(kit: Kit, make_cache:
         kit.read.gate.set()
         result = await asyncio.wait_for(follower, 5.0)
     assert result.output == b"carry"
+    assert kit.read.runs == 2
+
+
+async def test_a_call_made_after_a_change_never_joins_an_unproven_run(
+    kit: Kit, make_cache: MakeCache
+) -> None:
+    """A run whose inputs could not be proven (a file stamped in the future, so racily
+    clean for the next hour) may have read them before a later identical call was made;
+    that call runs itself and sees the change."""
+    (kit.root / "h.txt").write_bytes(b"before")
+    later = time.time_ns() + 3600 * 10**9
+    os.utime(kit.root / "h.txt", ns=(later, later))
+    hold = kit.read.hold = asyncio.Event()
+    async with make_cache() as cache:
+        leader = asyncio.create_task(kit.call(cache, kit.read, path="h.txt"))
+        await asyncio.wait_for(kit.read.ran.wait(), 5.0)
+        (kit.root / "h.txt").write_bytes(b"after")
+        late = asyncio.create_task(kit.call(cache, kit.read, path="h.txt"))
+        deadline = time.monotonic() + 5.0
+        while kit.read.runs < 2 and cache._flights.followers() == 0:
+            assert time.monotonic() < deadline, "the late call neither joined nor ran"
+            await asyncio.sleep(0.001)
+        hold.set()
+        first, second = await asyncio.gather(leader, late)
+    assert first.output == b"before"
+    assert second.output == b"after"
     assert kit.read.runs == 2
 
 

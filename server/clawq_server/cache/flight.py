@@ -13,10 +13,15 @@ from clawq_server.model import ToolResult
 
 @dataclass(slots=True)
 class Flight:
-    """A run in progress that identical calls may join; proof is set once its leader has one."""
+    """A run in progress that identical calls may join.
+
+    proved turns true once the leader has tried to prove its inputs, just before the run
+    starts; proof is then what it got (None: they could not be proven).
+    """
 
     future: asyncio.Future[ToolResult]
     proof: Proof | None = None
+    proved: bool = False
     followers: int = 0
 
 

@@ -180,17 +180,20 @@ class ToolCache:
         return await self._flights.run(target.key, lead, partial(self._joinable, target))
 
     def _joinable(self, target: Target, flight: Flight) -> bool:
-        """A late call joins a run still proving its inputs, or one whose inputs have not
-        changed since it proved them."""
+        """A late call joins a run that has not started yet (it is still proving its inputs),
+        or one whose inputs it proved and that have not changed since. A run whose inputs
+        could not be proven may have read them before the late call was made: not joined."""
+        if not flight.proved:
+            return True
         proof = flight.proof
         if proof is None:
-            return True
+            return False
         entry = Entry("", "", "", "", ToolResult(), 0, proof.root_id, proof.stamp)
         return self._proofs.holds(proof, target, entry)
 
     async def _lead(self, flight: Flight, target: Target, compute: Compute) -> ToolResult:
         proof = await self._proofs.prove(target)
-        flight.proof = proof
+        flight.proof, flight.proved = proof, True
         kept = False
         try:
             result = await compute()
