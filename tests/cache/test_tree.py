@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,57 @@ async def test_unrelated_sibling_change_keeps_a_file_cached(
         await kit.call(cache, kit.read, path="keep.txt")
         (kit.root / "other.txt").write_bytes(b"other")
         assert (await kit.call(cache, kit.read, path="keep.txt")).cached
+
+
+def grow(folder: Path) -> None:
+    """Create files in folder until its own size (what a listing shows for it) changes."""
+    before = folder.stat().st_size
+    for i in range(5000):
+        (folder / f"{i:04d}-{'n' * 120}").touch()
+        if folder.stat().st_size != before:
+            return
+    raise AssertionError("the directory's size never changed")
+
+
+@pytest.mark.parametrize(
+    ("args", "edge"),
+    [({}, "sub"), ({"recursive": True, "max_depth": 2}, "sub/inner")],
+    ids=["flat", "at-max-depth"],
+)
+@pytest.mark.parametrize("watch", [True, False], ids=["inotify", "stat-only"])
+async def test_a_directory_listed_but_not_entered_is_never_listed_stale(
+    kit: Kit, make_cache: MakeCache, args: dict[str, Any], edge: str, watch: bool
+) -> None:
+    """A listing shows the size of a directory it does not enter; what is created inside
+    that directory changes the size, so the cached listing must go."""
+    (kit.root / "sub" / "inner").mkdir(parents=True)
+    (kit.root / "f.txt").write_bytes(b"f")
+    await settle(kit.root / "f.txt")
+    async with make_cache(watch=watch) as cache:
+        first = await kit.call(cache, kit.listing, **args)
+        assert (await kit.call(cache, kit.listing, **args)).cached
+        grow(kit.root / edge)
+        after = await kit.call(cache, kit.listing, **args)
+    checked = kit.registry.validate("list_directory", args)
+    fresh = await kit.listing.inner.run(checked, ToolContext(kit.principal, "oracle"))
+    assert not after.cached
+    assert after.payload == fresh.payload != first.payload
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["inotify", "stat-only"])
+async def test_an_entry_past_the_cap_ends_a_complete_listing(
+    kit: Kit, make_cache: MakeCache, watch: bool
+) -> None:
+    """A listing that held every entry under max_entries is truncated once one more appears:
+    a re-proving walk (stat-only here, or another server sharing Redis) must see it."""
+    for name in ("a", "b"):
+        (kit.root / name).write_bytes(name.encode())
+    await settle(kit.root / "b")
+    async with make_cache(watch=watch) as cache:
+        first = await kit.call(cache, kit.listing, max_entries=2)
+        assert (await kit.call(cache, kit.listing, max_entries=2)).cached
+        (kit.root / "c").write_bytes(b"c")
+        after = await kit.call(cache, kit.listing, max_entries=2)
+    assert not after.cached
+    assert (first.payload or {}).get("truncated") is False
+    assert (after.payload or {}).get("truncated") is True

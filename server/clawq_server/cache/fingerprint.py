@@ -1,7 +1,9 @@
 """What a cached result depends on: the target a call names and the proof it is still true.
 
 A file result rests on the file's (st_dev, st_ino, size, mtime_ns, ctime_ns) and on the names
-leading to it; a listing rests on every directory it visited. Proofs are taken by walking
+leading to it; a listing rests on every directory it visited and on every directory it shows
+without entering (the size it reports changes with what that directory holds). A walk that
+stops at the entry cap says so in the digest. Proofs are taken by walking
 from the root through descriptors (never following a symlink, as the tools do), placing a
 watch on each directory before reading it, so any change after the walk moves a generation.
 
@@ -197,13 +199,16 @@ class _Walk:
             if paths.denied_by(self.target.patterns, child) is not None:
                 continue
             if self.count >= self.target.max_entries:
-                return True  # the listing stops here too (truncated)
+                digest.update(b"\0+")  # the listing stops here too: it is truncated
+                return True
             st = paths.lstat_at(fd, name)
             if st is None:
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if st.st_nlink > 1 and not is_dir:
                 return False  # changes through another link reach no watched directory
+            if is_dir and depth >= self.target.max_depth and self.watcher is not None:
+                st = self._edge(fd, name)  # listed, not entered: its size is in the listing
             self.count += 1
             digest.update(
                 os.fsencode("/".join(child)) + b"\0%o\0%d\0" % (st.st_mode >> 12, st.st_size)
@@ -215,6 +220,16 @@ class _Walk:
             ):
                 return False
         return True
+
+    def _edge(self, fd: int, name: str) -> os.stat_result:
+        """A directory the listing shows but does not enter, watched and then stat'ed: what
+        is created in or removed from it changes the size the listing reports."""
+        sub = os.open(name, paths.DIR_FLAGS, dir_fd=fd)
+        try:
+            self._watch(sub, None)
+            return os.fstat(sub)
+        finally:
+            os.close(sub)
 
     def _descend(self, fd: int, name: str, child: tuple[str, ...], depth: int, digest: Any) -> bool:
         try:
