@@ -145,11 +145,15 @@ class Watcher:
         descriptor holds (through /proc/self/fd), so a path swapped meanwhile cannot redirect
         it. Read the directory only after this returns. Raises WatchUnavailable.
         """
-        wd = self._libc.add_watch(self._fd, f"/proc/self/fd/{dir_fd}".encode(), WATCH_MASK)
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise WatchUnavailable(code, f"inotify_add_watch: {os.strerror(code)}")
+        # Under the lock: the kernel hands back the wd of an existing watch, and a release
+        # running between the add and the registration could remove that very watch (and
+        # its IN_IGNORED be drained first), leaving this proof on a watch that never fires.
         with self._lock:
+            path = f"/proc/self/fd/{dir_fd}".encode()
+            wd = self._libc.add_watch(self._fd, path, WATCH_MASK)
+            if wd < 0:
+                code = ctypes.get_errno()
+                raise WatchUnavailable(code, f"inotify_add_watch: {os.strerror(code)}")
             state = self._dirs.get(wd)
             if state is None:
                 state = self._dirs[wd] = DirState(wd)
