@@ -107,7 +107,12 @@ class Admission:
         self, principal: Principal, calls: Sequence[Call]
     ) -> list[Admitted | ClawqError]:
         """Check many calls; each position holds the admitted task or its error."""
-        self._limiter.take(principal, len(calls))
+        try:
+            self._limiter.take(principal, len(calls))
+        except ClawqError as error:
+            for call in calls:
+                self.audit_refusal(principal, call, error)
+            return [error] * len(calls)
         now = utcnow()
         out: list[Admitted | ClawqError] = []
         for call, task_id in zip(calls, task_ids(len(calls)), strict=True):

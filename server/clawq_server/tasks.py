@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from clawq_server.cache.base import ResultCache
 from clawq_server.errors import ClawqError, InvalidArgument, NotFound, ResourceExhausted
@@ -26,12 +28,16 @@ class Tasks:
         self._admission = admission
         self._cache = cache
         self._recorder = recorder
+        # Room claimed against each principal's max_queued by submissions not yet stored,
+        # and the running total of claims released (see _room).
+        self._claimed: Counter[str] = Counter()
+        self._released: Counter[str] = Counter()
 
     async def submit(self, principal: Principal, call: Call) -> SubmitOutcome:
         """Admit and durably queue one call."""
         admitted = self._admission.admit(principal, call)
-        await self._check_room(principal, 1)
-        return await submit_one(self._queue, admitted.task)
+        async with self._room(principal, 1):
+            return await submit_one(self._queue, admitted.task)
 
     async def submit_batch(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]
@@ -42,8 +48,8 @@ class Tasks:
             if isinstance(item, ClawqError):
                 raise item
         admitted = [item for item in checked if isinstance(item, Admitted)]
-        await self._check_room(principal, len(admitted))
-        outcomes = await self._queue.submit([a.task for a in admitted], atomic=True)
+        async with self._room(principal, len(admitted)):
+            outcomes = await self._queue.submit([a.task for a in admitted], atomic=True)
         return [o for o in outcomes if not isinstance(o, Exception)]
 
     async def submit_each(
@@ -52,10 +58,15 @@ class Tasks:
         """Admit and queue each call on its own; refused calls keep their error in place."""
         checked = self._admit(principal, calls)
         admitted = [item for item in checked if isinstance(item, Admitted)]
-        await self._check_room(principal, len(admitted))
-        stored = (
-            iter(await self._queue.submit([a.task for a in admitted])) if admitted else iter(())
-        )
+        try:
+            async with self._room(principal, len(admitted)):
+                results = await self._queue.submit([a.task for a in admitted]) if admitted else []
+        except ClawqError as error:
+            # Each call is answered and audited on its own, so the caller knows what to retry.
+            for refused in admitted:
+                self._admission.audit_refusal(principal, refused.call, error)
+            return [error if isinstance(item, Admitted) else item for item in checked]
+        stored = iter(results)
         out: list[SubmitOutcome | ClawqError] = []
         for item in checked:
             if isinstance(item, Admitted):
@@ -96,8 +107,12 @@ class Tasks:
             self._admission.audit_cached(principal, admitted.task, cached.args)
             self._recorder.add(cached)
             return cached
-        await self._check_room(principal, 1)
-        return await self._queue.submit_and_wait(admitted.task, timeout)
+        if principal.max_queued <= 0:
+            return await self._queue.submit_and_wait(admitted.task, timeout)
+        # The room is held until the task is stored, not while it runs.
+        async with self._room(principal, 1):
+            stored = await submit_one(self._queue, admitted.task)
+        return await self._queue.wait(stored.task_id, principal.name, timeout)
 
     async def watch(self, principal: Principal, ids: Sequence[str]) -> AsyncIterator[Task]:
         """Each change of state of the tasks, until all are terminal."""
@@ -123,16 +138,33 @@ class Tasks:
                     waiting.cancel()
                 await asyncio.gather(*waits, return_exceptions=True)
 
-    async def _check_room(self, principal: Principal, adding: int) -> None:
-        """Refuse work that would take the principal past its max_queued."""
-        if principal.max_queued <= 0 or adding == 0:
+    @asynccontextmanager
+    async def _room(self, principal: Principal, adding: int) -> AsyncIterator[None]:
+        """Claim room for adding tasks under the principal's max_queued until they are stored.
+
+        Submissions of one principal are stored concurrently (a stream keeps several batches
+        in flight), so each check counts the claims of the others. A claim released while
+        the count was being read may or may not be in that count, so it is counted too: the
+        check errs on the side of refusing, never of admitting past the bound.
+        """
+        name, bound = principal.name, principal.max_queued
+        if bound <= 0 or adding == 0:
+            yield
             return
-        queued = await self._queue.count_queued(principal.name)
-        if queued + adding > principal.max_queued:
+        released = self._released[name]
+        queued = await self._queue.count_queued(name)
+        in_flight = self._claimed[name] + self._released[name] - released
+        if queued + in_flight + adding > bound:
             raise ResourceExhausted(
-                f"{principal.name} has {queued} of at most {principal.max_queued} tasks queued",
+                f"{name} has {queued + self._claimed[name]} of at most {bound} tasks queued",
                 retry_after=1.0,
             )
+        self._claimed[name] += adding
+        try:
+            yield
+        finally:
+            self._claimed[name] -= adding
+            self._released[name] += adding
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

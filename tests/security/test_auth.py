@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 
 import clawq
@@ -192,3 +193,44 @@ async def test_a_principal_past_its_queued_cap_is_refused(
         assert await bob.submit("read_file", path="bob-is-not-capped")
     assert caught.value.reason == "QUEUE_FULL"
     assert caught.value.retry_after is not None
+
+
+async def test_a_stream_never_queues_past_the_cap_and_acks_every_batch(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Batches in flight together are counted against max_queued together; a refused batch
+    is acked with QUEUE_FULL for each call, and the batches after it are still acked."""
+    principals = _principals(tmp_path, max_queued=5)
+    calls = [clawq.Call("read_file", path=f"{i}") for i in range(40)]
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+    ):
+        acks = [ack async for ack in alice.submit_many(calls, batch_size=2)]
+        stored = [t async for page in alice.list_tasks() for t in page]
+    assert [a.index for a in acks] == list(range(40))
+    accepted = {a.task_id for a in acks if a.accepted}
+    assert accepted == {t.id for t in stored}
+    assert 0 < len(accepted) <= 5
+    refused = [a.error for a in acks if not a.accepted]
+    assert all(isinstance(e, clawq.ResourceExhausted) for e in refused)
+    assert all(e.reason == "QUEUE_FULL" and e.retry_after for e in refused)  # type: ignore[union-attr]
+
+
+async def test_a_rate_limited_stream_batch_is_refused_call_by_call_and_audited(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A batch past the principal's rate is acked RATE_LIMITED for each call, each refusal
+    is audited, and the stream goes on."""
+    principals = _principals(tmp_path, rate_per_s=0.01, burst=3)
+    calls = [clawq.Call("read_file", path=f"{i}") for i in range(6)]
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+    ):
+        acks = [ack async for ack in alice.submit_many(calls, batch_size=3)]
+    assert [a.accepted for a in acks] == [True] * 3 + [False] * 3
+    assert {a.error.reason for a in acks[3:] if a.error} == {"RATE_LIMITED"}
+    audit = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    refused = [r["args"]["path"] for r in audit if r.get("reason") == "RATE_LIMITED"]
+    assert sorted(refused) == ["3", "4", "5"]

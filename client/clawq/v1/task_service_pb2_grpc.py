@@ -107,7 +107,9 @@ class TaskServiceServicer:
 
     def SubmitStream(self, request_iterator, context):
         """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
-        an invalid call is rejected on its own and the rest of its batch is accepted.
+        an invalid call is rejected on its own and the rest of its batch is accepted; a batch
+        refused as a whole (a full queue, the rate limit) carries that error on each of its calls
+        and the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

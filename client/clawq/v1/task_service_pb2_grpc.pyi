@@ -39,7 +39,9 @@ class TaskServiceStub:
     """SubmitBatch queues up to 10,000 calls atomically: any invalid call rejects the whole batch."""
     SubmitStream: _grpc.StreamStreamMultiCallable[_task_service_pb2.SubmitStreamRequest, _task_service_pb2.SubmitStreamResponse]
     """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
-    an invalid call is rejected on its own and the rest of its batch is accepted.
+    an invalid call is rejected on its own and the rest of its batch is accepted; a batch
+    refused as a whole (a full queue, the rate limit) carries that error on each of its calls
+    and the stream goes on.
     """
     GetTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]
     """GetTask returns one task."""
@@ -67,7 +69,9 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """SubmitBatch queues up to 10,000 calls atomically: any invalid call rejects the whole batch."""
     SubmitStream: _aio.StreamStreamMultiCallable[_task_service_pb2.SubmitStreamRequest, _task_service_pb2.SubmitStreamResponse]  # type: ignore[assignment]
     """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
-    an invalid call is rejected on its own and the rest of its batch is accepted.
+    an invalid call is rejected on its own and the rest of its batch is accepted; a batch
+    refused as a whole (a full queue, the rate limit) carries that error on each of its calls
+    and the stream goes on.
     """
     GetTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]  # type: ignore[assignment]
     """GetTask returns one task."""
@@ -110,7 +114,9 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_task_service_pb2.SubmitStreamResponse], _abc.AsyncIterator[_task_service_pb2.SubmitStreamResponse]]:
         """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
-        an invalid call is rejected on its own and the rest of its batch is accepted.
+        an invalid call is rejected on its own and the rest of its batch is accepted; a batch
+        refused as a whole (a full queue, the rate limit) carries that error on each of its calls
+        and the stream goes on.
         """
 
     @_abc_1.abstractmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -27,7 +28,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_BATCH = 10_000
 STREAM_DEPTH = 4
 Outcomes = list[SubmitOutcome | ClawqError]
+InFlight = asyncio.Queue[tuple[str, asyncio.Future[Outcomes]] | None]
 DEFAULT_WAIT_S = 60.0
+log = logging.getLogger(__name__)
 
 
 def _calls(messages: Sequence[pb.ToolCall]) -> list[Any]:
@@ -132,16 +135,20 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
 
         Up to STREAM_DEPTH batches are in flight at once, so admitting batch n+1 overlaps
         with committing batch n; the bounded queue is what slows a fast client down (with
-        gRPC flow control behind it), never unbounded buffering.
+        gRPC flow control behind it), never unbounded buffering. A batch refused as a whole
+        (a full queue, the rate limit, a backend error) is acked with that error for each
+        call, and the stream goes on. However the stream ends, the handler returns only once
+        every batch it started has been stored or refused.
         """
         try:
             principal = self._authenticate(context)
         except Exception as error:
             await abort(context, error)
-        in_flight: asyncio.Queue[tuple[str, asyncio.Future[Outcomes]] | None] = asyncio.Queue(
-            STREAM_DEPTH
+        in_flight: InFlight = asyncio.Queue(STREAM_DEPTH)
+        started: set[asyncio.Future[Outcomes]] = set()
+        reader = asyncio.create_task(
+            self._read_batches(principal, request_iterator, in_flight, started)
         )
-        reader = asyncio.create_task(self._read_batches(principal, request_iterator, in_flight))
         try:
             while (item := await in_flight.get()) is not None:
                 batch_id, pending = item
@@ -151,28 +158,34 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             await abort(context, error)
         finally:
             reader.cancel()
+            await asyncio.gather(reader, *started, return_exceptions=True)
 
     async def _read_batches(
         self,
         principal: Principal,
         requests: AsyncIterator[ts.SubmitStreamRequest],
-        in_flight: asyncio.Queue[tuple[str, asyncio.Future[Outcomes]] | None],
+        in_flight: InFlight,
+        started: set[asyncio.Future[Outcomes]],
     ) -> None:
         try:
             async for request in requests:
                 _check_batch(len(request.calls), "calls")
-                calls = _calls(request.calls)
-                await in_flight.put(
-                    (
-                        request.batch_id,
-                        asyncio.ensure_future(self._tasks.submit_each(principal, calls)),
-                    )
-                )
+                pending = asyncio.ensure_future(self._submit_each(principal, request.calls))
+                started.add(pending)
+                pending.add_done_callback(started.discard)
+                await in_flight.put((request.batch_id, pending))
         except Exception as error:
             failed: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
             failed.set_exception(error)
             await in_flight.put(("", failed))
         await in_flight.put(None)
+
+    async def _submit_each(self, principal: Principal, messages: Sequence[pb.ToolCall]) -> Outcomes:
+        try:
+            return await self._tasks.submit_each(principal, _calls(messages))
+        except Exception as error:  # a bug: logged here, answered per call without details
+            log.exception("unexpected error storing a stream batch", exc_info=error)
+            return [ClawqError("internal error")] * len(messages)
 
     async def GetTask(self, request: ts.GetTaskRequest, context: Ctx) -> ts.GetTaskResponse:
         """One task of the caller."""
