@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import orjson
@@ -22,6 +22,8 @@ from clawq_server.tools.registry import ToolRegistry
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_PRIORITY = 10
 MAX_ATTEMPTS = 100
+NO_DELAY = timedelta(0)
+MAX_DELAY = timedelta(days=366)
 BATCH_IDS = 1 << 24
 
 PermissionCheck = Callable[[Principal, str, dict[str, object]], None]
@@ -64,8 +66,10 @@ def _check_options(call: Call) -> None:
         )
     if not 0 <= call.max_attempts <= MAX_ATTEMPTS:
         raise InvalidArgument.field("max_attempts", f"must be between 0 and {MAX_ATTEMPTS}")
-    if call.delay.total_seconds() < 0:
+    if call.delay < NO_DELAY:
         raise InvalidArgument.field("delay", "must not be negative")
+    if call.delay > MAX_DELAY:
+        raise InvalidArgument.field("delay", f"must be at most {MAX_DELAY.days} days")
 
 
 class Admitted(NamedTuple):

@@ -206,3 +206,82 @@ async def test_idempotency_key_reused_with_other_args(stub: ts_grpc.TaskServiceA
         await stub.Submit(ts.SubmitRequest(call=other))
     assert rich(caught.value).reason == "IDEMPOTENCY_KEY_REUSED"
     assert await _count(stub) == 1
+
+
+FIELD_CASES = [
+    ("delay past a year", pb.ToolCall(tool="read_file", delay=Duration(seconds=3 * 10**11))),
+    ("delay past a datetime", pb.ToolCall(tool="read_file", delay=Duration(seconds=10**15))),
+    (
+        "unknown enum value",
+        pb.ToolCall(
+            tool="write_file", write_file=pb.WriteFileArgs(mode=pb.WriteMode.ValueType(99))
+        ),
+    ),
+    (
+        "NaN number",
+        pb.ToolCall(
+            tool="execute_command",
+            execute_command=pb.ExecuteCommandArgs(argv=["ls"], timeout_s=float("nan")),
+        ),
+    ),
+    ("infinite number", pb.ToolCall(tool="read_file", arguments=_struct(path="a", limit=1e999))),
+    ("NUL in a path", pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a\0b"))),
+    ("huge tool name", pb.ToolCall(tool="t" * 100_000)),
+]
+FIELDS = [
+    "call.delay",
+    "call.delay",
+    "call.write_file.mode",
+    "call.args.timeout_s",
+    "call.arguments",
+    "call.args.path",
+    "call.tool",
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "call", "field"),
+    [(*case, field) for case, field in zip(FIELD_CASES, FIELDS, strict=True)],
+    ids=[c[0] for c in FIELD_CASES],
+)
+async def test_out_of_range_values_name_their_field(
+    stub: ts_grpc.TaskServiceAsyncStub, case: str, call: pb.ToolCall, field: str
+) -> None:
+    """Values no conversion can hold are INVALID_ARGUMENT naming the field, in a single
+    call and in a stream whose other calls are accepted."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(ts.SubmitRequest(call=call))
+    assert (rich(caught.value).code, rich(caught.value).fields) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        [field],
+    ), case
+    assert len(rich(caught.value).message) <= 1000
+    good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+
+    async def batches() -> AsyncIterator[ts.SubmitStreamRequest]:
+        yield ts.SubmitStreamRequest(batch_id="b", calls=[good, call, good])
+
+    acks = [ack async for ack in stub.SubmitStream(batches())]
+    assert [bool(r.task_id) for r in acks[0].results] == [True, False, True]
+    assert acks[0].results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert await _count(stub) == 2
+
+
+async def test_out_of_range_list_bounds_are_invalid(stub: ts_grpc.TaskServiceAsyncStub) -> None:
+    """A create-time bound no datetime can hold is INVALID_ARGUMENT naming it."""
+    request = ts.ListTasksRequest()
+    request.create_time_after.seconds = 10**15
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListTasks(request)
+    assert rich(caught.value).fields == ["create_time_after"]
+
+
+async def test_an_echoed_id_is_clipped_to_fit_the_status(
+    stub: ts_grpc.TaskServiceAsyncStub,
+) -> None:
+    """A megabyte task id gets NOT_FOUND with a short message, not a broken stream."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTask(ts.GetTaskRequest(task_id="x" * 1_000_000))
+    assert rich(caught.value).code == grpc.StatusCode.NOT_FOUND
+    assert rich(caught.value).reason == "TASK_NOT_FOUND"
+    assert len(rich(caught.value).message) <= 1000

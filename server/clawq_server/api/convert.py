@@ -59,7 +59,10 @@ def _field_value(fd: FieldDescriptor, value: Any) -> Any:
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode("ascii")
     if fd.enum_type is not None:
-        return fd.enum_type.values_by_number[value].name
+        known = fd.enum_type.values_by_number.get(value)
+        if known is None:
+            raise InvalidArgument.field(fd.name, f"{value} is not a value of {fd.enum_type.name}")
+        return known.name
     return value
 
 
@@ -72,6 +75,8 @@ _PLAIN = frozenset(
     cls for cls in BUILTIN_ARGS.values() if all(_is_plain(fd) for fd in cls.DESCRIPTOR.fields)
 )
 NO_DELAY = timedelta(0)
+# Longer than any tool name a registry accepts; bounds what an error message echoes.
+MAX_TOOL_NAME = 128
 
 
 def typed_args_to_dict(message: Message) -> dict[str, Any]:
@@ -86,8 +91,11 @@ def typed_args_to_dict(message: Message) -> dict[str, Any]:
 
 
 def struct_to_dict(struct: Struct) -> dict[str, Any]:
-    """A Struct as a plain dict."""
-    return json_format.MessageToDict(struct)
+    """A Struct as a plain dict; InvalidArgument when it holds a NaN or an infinity."""
+    try:
+        return json_format.MessageToDict(struct)
+    except ValueError:
+        raise InvalidArgument.field("arguments", "must hold only finite numbers") from None
 
 
 def call_from_proto(message: pb.ToolCall) -> Call:
@@ -95,6 +103,10 @@ def call_from_proto(message: pb.ToolCall) -> Call:
     tool = message.tool
     if not tool:
         raise InvalidArgument.field("tool", "is required")
+    if len(tool) > MAX_TOOL_NAME:
+        raise InvalidArgument.field(
+            "tool", f"must be at most {MAX_TOOL_NAME} characters", reason="TOOL_NOT_FOUND"
+        )
     which = message.WhichOneof("args")
     if which is None:
         args: dict[str, Any] = {}
@@ -103,8 +115,11 @@ def call_from_proto(message: pb.ToolCall) -> Call:
     elif which != tool:
         raise InvalidArgument.field(which, f"typed arguments of {which} given for tool {tool}")
     else:
-        args = typed_args_to_dict(getattr(message, which))
-    delay = message.delay.ToTimedelta() if message.HasField("delay") else NO_DELAY
+        try:
+            args = typed_args_to_dict(getattr(message, which))
+        except InvalidArgument as error:
+            raise error.prefixed(f"{which}.") from None
+    delay = _delay(message) if message.HasField("delay") else NO_DELAY
     # Positional: batches convert thousands of calls, and keywords cost a third more.
     return Call(
         tool,
@@ -115,6 +130,13 @@ def call_from_proto(message: pb.ToolCall) -> Call:
         message.max_attempts,
         message.idempotent,
     )
+
+
+def _delay(message: pb.ToolCall) -> timedelta:
+    try:
+        return message.delay.ToTimedelta()
+    except (OverflowError, ValueError):
+        raise InvalidArgument.field("delay", "is out of range") from None
 
 
 def _builtin_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,7 +222,12 @@ def _payload_from_proto(message: pb.TaskResult) -> dict[str, Any] | None:
         listing = message.listing
         entries = [{"path": e.path, "type": e.type, "size": e.size} for e in listing.entries]
         return {"entries": entries, "truncated": listing.truncated}
-    return struct_to_dict(message.payload) if message.HasField("payload") else None
+    if not message.HasField("payload"):
+        return None
+    try:
+        return struct_to_dict(message.payload)
+    except InvalidArgument:
+        raise InvalidArgument.field("payload", "must hold only finite numbers") from None
 
 
 def error_from_proto(message: pb.TaskError) -> TaskError:
@@ -277,4 +304,7 @@ def timestamp_or_none(message: Message, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     value: Timestamp = getattr(message, field)
-    return value.ToDatetime(tzinfo=UTC)
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise InvalidArgument.field(field, "is out of range") from None

@@ -14,6 +14,9 @@ from clawq_server import errors
 
 log = logging.getLogger(__name__)
 DOMAIN = "clawq"
+# Messages echo what the caller sent (an id, a tool name, a path); clipped, a status always
+# fits gRPC's trailing metadata, whatever the request held.
+MAX_TEXT = 1000
 
 CODES: tuple[tuple[type[errors.ClawqError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -54,7 +57,7 @@ def to_status(error: BaseException) -> status_pb2.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=_clip(v.field), description=_clip(v.description)
                         )
                         for v in error.violations
                     ]
@@ -67,8 +70,12 @@ def to_status(error: BaseException) -> status_pb2.Status:
         delay.FromNanoseconds(int(retry_after * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=error.message, details=details
+        code=getattr(code_pb2, code.name), message=_clip(error.message), details=details
     )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 async def abort(

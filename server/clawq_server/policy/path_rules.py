@@ -58,15 +58,20 @@ def confine(principal: Principal, path: str, *, write: bool = False) -> Confined
     return Confined(root, parts, root_path)
 
 
-def check_path(principal: Principal, path: str, *, write: bool = False) -> None:
-    """confine()'s verdict alone, for admission, which needs no Confined to work on."""
-    _checked(principal, path, write)
+def check_path(
+    principal: Principal, path: str, *, write: bool = False, field: str = "path"
+) -> None:
+    """confine()'s verdict alone, for admission, which needs no Confined to work on; a
+    malformed path is an InvalidArgument naming field."""
+    _checked(principal, path, write, field)
 
 
-def _checked(principal: Principal, path: str, write: bool) -> tuple[Root, tuple[str, ...]]:
+def _checked(
+    principal: Principal, path: str, write: bool, field: str = "path"
+) -> tuple[Root, tuple[str, ...]]:
     """The root deciding path and the normalised parts under it, or the refusal raised."""
     if "\x00" in path:
-        raise InvalidArgument.field("path", "must not contain NUL bytes")
+        raise InvalidArgument.field(field, "must not contain NUL bytes")
     if not principal.roots:
         raise PolicyDenied(f"principal {principal.name!r} has no allowed roots")
     if path.startswith("/"):

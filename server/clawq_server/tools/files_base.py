@@ -75,7 +75,7 @@ class FileTool:
     def check(self, principal: Principal, args: JsonObject) -> None:
         """The static policy check, without touching the filesystem (for admission)."""
         writes = self.side_effect is SideEffect.WRITE
-        paths.check_path(principal, str(args.get("path", "")), write=writes)
+        paths.check_path(principal, str(args.get("path", "")), write=writes, field="args.path")
 
     async def run(self, args: JsonObject, ctx: ToolContext) -> ToolResult:
         """Run the tool on one of the file tools' threads."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from math import isfinite
 from typing import Any
 
 import fastjsonschema
@@ -38,7 +39,11 @@ def compile_schema(schema: JsonObject) -> Validator:
                 f"args.{name}", "is not an argument of this tool", reason=REASON
             )
         # Defaults are written into the data, so validate a copy and leave the caller's alone.
-        data = _thaw(args)
+        try:
+            data = _thaw(args)
+        except NotFinite as error:
+            field = ".".join(["args", *reversed(error.path)])
+            raise InvalidArgument.field(field, "must be a finite number", reason=REASON) from None
         try:
             result: dict[str, Any] = check(data)
         except fastjsonschema.JsonSchemaValueException as error:
@@ -92,22 +97,43 @@ def _describe(error: fastjsonschema.JsonSchemaValueException, field: str) -> str
     return message.replace("data", field, 1)
 
 
+class NotFinite(ValueError):
+    """A NaN or infinite number: JSON has no such value, and no bound in a schema stops it."""
+
+    def __init__(self) -> None:
+        super().__init__("not a finite number")
+        self.path: list[str] = []  # innermost first
+
+
 # Values that are copied as they are; checked by exact type, which costs far less than an
 # isinstance() against the Mapping ABC on every argument of every call.
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _thaw(value: Any) -> Any:
-    """A copy of nested mappings and lists as plain dicts and lists."""
+    """A copy of nested mappings and lists as plain dicts and lists; NotFinite at a NaN or
+    an infinity."""
     kind = type(value)
     if kind in _SCALARS:
+        return value
+    if kind is float:
+        if not isfinite(value):
+            raise NotFinite
         return value
     if kind is dict or isinstance(value, Mapping):
         copy = dict(value)
         for key, item in copy.items():
             if type(item) not in _SCALARS:
-                copy[key] = _thaw(item)
+                copy[key] = _thaw_in(item, str(key))
         return copy
     if isinstance(value, list | tuple):
-        return [_thaw(v) for v in value]
+        return [_thaw_in(v, str(i)) for i, v in enumerate(value)]
     return value
+
+
+def _thaw_in(value: Any, name: str) -> Any:
+    try:
+        return _thaw(value)
+    except NotFinite as error:
+        error.path.append(name)
+        raise
