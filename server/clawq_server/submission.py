@@ -23,6 +23,8 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_PRIORITY = 10
 MAX_ATTEMPTS = 100
 NO_DELAY = timedelta(0)
+# A refused call's tool name is recorded as sent, up to this length.
+MAX_AUDITED_TOOL = 128
 MAX_DELAY = timedelta(days=366)
 BATCH_IDS = 1 << 24
 
@@ -129,12 +131,18 @@ class Admission:
 
     def audit_refusal(self, principal: Principal, call: Call, error: ClawqError) -> None:
         """Record a refused call."""
+        self.audit_request(principal, call.tool, dict(call.args), error)
+
+    def audit_request(
+        self, principal: Principal, tool: str, args: JsonObject, error: ClawqError
+    ) -> None:
+        """Record a refused request, also one too malformed to be a Call."""
         self._audit.record(
             {
                 "time": utcnow().isoformat(),
                 "principal": principal.name,
-                "tool": call.tool,
-                "args": dict(call.args),
+                "tool": tool[:MAX_AUDITED_TOOL],
+                "args": dict(args),
                 "decision": "deny",
                 "reason": error.reason,
                 "message": error.message,

@@ -8,8 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from clawq_server.cache.base import ResultCache
-from clawq_server.errors import ClawqError, InvalidArgument, NotFound, ResourceExhausted
-from clawq_server.model import Call, SubmitOutcome, Task, TaskPage, TaskQuery, TaskState
+from clawq_server.errors import (
+    ClawqError,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from clawq_server.model import Call, JsonObject, SubmitOutcome, Task, TaskPage, TaskQuery, TaskState
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue, submit_one
 from clawq_server.recorder import Recorder
@@ -36,21 +42,25 @@ class Tasks:
     async def submit(self, principal: Principal, call: Call) -> SubmitOutcome:
         """Admit and durably queue one call."""
         admitted = self._admission.admit(principal, call)
-        async with self._room(principal, 1):
-            return await submit_one(self._queue, admitted.task)
+        try:
+            async with self._room(principal, 1):
+                return await submit_one(self._queue, admitted.task)
+        except ClawqError as error:
+            self._admission.audit_refusal(principal, call, error)
+            raise
 
     async def submit_batch(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]
     ) -> list[SubmitOutcome]:
         """Admit every call or none: the first refusal raises, naming calls[i]."""
         checked = self._admit(principal, calls)
-        for item in checked:
-            if isinstance(item, ClawqError):
-                raise item
         admitted = [item for item in checked if isinstance(item, Admitted)]
-        async with self._room(principal, len(admitted)):
-            outcomes = await self._queue.submit([a.task for a in admitted], atomic=True)
-        return [o for o in outcomes if not isinstance(o, Exception)]
+        refusal = next((item for item in checked if isinstance(item, ClawqError)), None)
+        if refusal is not None:
+            self._audit_all(principal, admitted, refusal)
+            raise refusal
+        stored = await self._store(principal, admitted, atomic=True)
+        return [o for o in stored if isinstance(o, SubmitOutcome)]
 
     async def submit_each(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]
@@ -59,22 +69,15 @@ class Tasks:
         checked = self._admit(principal, calls)
         admitted = [item for item in checked if isinstance(item, Admitted)]
         try:
-            async with self._room(principal, len(admitted)):
-                results = await self._queue.submit([a.task for a in admitted]) if admitted else []
+            stored = iter(await self._store(principal, admitted, atomic=False))
         except ClawqError as error:
-            # Each call is answered and audited on its own, so the caller knows what to retry.
-            for refused in admitted:
-                self._admission.audit_refusal(principal, refused.call, error)
+            # Each call is answered on its own, so the caller knows what to retry.
             return [error if isinstance(item, Admitted) else item for item in checked]
-        stored = iter(results)
-        out: list[SubmitOutcome | ClawqError] = []
-        for item in checked:
-            if isinstance(item, Admitted):
-                outcome = next(stored)
-                out.append(outcome if not isinstance(outcome, Exception) else _as_clawq(outcome))
-            else:
-                out.append(item)
-        return out
+        return [next(stored) if isinstance(item, Admitted) else item for item in checked]
+
+    def refused(self, principal: Principal, tool: str, args: JsonObject, error: ClawqError) -> None:
+        """Audit a request refused before it became a Call (malformed, or a bad batch)."""
+        self._admission.audit_request(principal, tool, args, error)
 
     async def get(self, principal: Principal, task_id: str) -> Task:
         """One task of the principal."""
@@ -107,11 +110,15 @@ class Tasks:
             self._admission.audit_cached(principal, admitted.task, cached.args)
             self._recorder.add(cached)
             return cached
-        if principal.max_queued <= 0:
-            return await self._queue.submit_and_wait(admitted.task, timeout)
-        # The room is held until the task is stored, not while it runs.
-        async with self._room(principal, 1):
-            stored = await submit_one(self._queue, admitted.task)
+        try:
+            if principal.max_queued <= 0:
+                return await self._queue.submit_and_wait(admitted.task, timeout)
+            # The room is held until the task is stored, not while it runs.
+            async with self._room(principal, 1):
+                stored = await submit_one(self._queue, admitted.task)
+        except (IdempotencyKeyReused, ResourceExhausted) as error:
+            self._admission.audit_refusal(principal, call, error)
+            raise
         return await self._queue.wait(stored.task_id, principal.name, timeout)
 
     async def watch(self, principal: Principal, ids: Sequence[str]) -> AsyncIterator[Task]:
@@ -165,6 +172,35 @@ class Tasks:
         finally:
             self._claimed[name] -= adding
             self._released[name] += adding
+
+    async def _store(
+        self, principal: Principal, admitted: Sequence[Admitted], *, atomic: bool
+    ) -> list[SubmitOutcome | ClawqError]:
+        """Store admitted calls within the principal's room. A refusal of all of them is
+        audited for each and raised; a refusal of one is audited and left in its place."""
+        if not admitted:
+            return []
+        try:
+            async with self._room(principal, len(admitted)):
+                results = await self._queue.submit([a.task for a in admitted], atomic=atomic)
+        except ClawqError as error:
+            self._audit_all(principal, admitted, error)
+            raise
+        out: list[SubmitOutcome | ClawqError] = []
+        for item, result in zip(admitted, results, strict=True):
+            if isinstance(result, Exception):
+                refusal = _as_clawq(result)
+                self._admission.audit_refusal(principal, item.call, refusal)
+                out.append(refusal)
+            else:
+                out.append(result)
+        return out
+
+    def _audit_all(
+        self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError
+    ) -> None:
+        for item in admitted:
+            self._admission.audit_refusal(principal, item.call, error)
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

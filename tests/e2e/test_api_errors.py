@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
@@ -13,7 +16,7 @@ from google.protobuf.struct_pb2 import Struct
 from clawq.v1 import task_pb2 as pb
 from clawq.v1 import task_service_pb2 as ts
 from clawq.v1 import task_service_pb2_grpc as ts_grpc
-from tests.conftest import Served
+from tests.conftest import Served, ServerFactory
 from tests.e2e.rpc import rich
 
 
@@ -159,11 +162,21 @@ async def test_stream_rejects_bad_items_and_accepts_the_rest(
     assert await _count(stub) == 2
 
 
-async def test_malformed_page_token_is_invalid(stub: ts_grpc.TaskServiceAsyncStub) -> None:
-    """A page token the server did not issue is INVALID_ARGUMENT naming page_token."""
-    bad = "not-a-token!"
+def _token(cursor: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["not-a-token!", _token(["NaN", "x"]), _token([True, "x"]), _token(["12", 5]), _token(3)],
+)
+async def test_malformed_page_token_is_invalid(
+    stub: ts_grpc.TaskServiceAsyncStub, token: str
+) -> None:
+    """A page token the server did not issue, even well-formed JSON, is INVALID_ARGUMENT
+    naming page_token."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.ListTasks(ts.ListTasksRequest(page_token=bad))
+        await stub.ListTasks(ts.ListTasksRequest(page_token=token))
     assert rich(caught.value).fields == ["page_token"]
 
 
@@ -285,3 +298,46 @@ async def test_an_echoed_id_is_clipped_to_fit_the_status(
     assert rich(caught.value).code == grpc.StatusCode.NOT_FOUND
     assert rich(caught.value).reason == "TASK_NOT_FOUND"
     assert len(rich(caught.value).message) <= 1000
+
+
+def _refusals(path: Path) -> list[dict[str, Any]]:
+    records = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    return [r for r in records if r["decision"] == "deny"]
+
+
+async def test_every_refused_request_is_audited(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Calls too malformed to convert, a batch refused as a whole (and its good calls), an
+    empty batch and a reused idempotency key each leave a deny record."""
+    good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="g"))
+    wrong_oneof = pb.ToolCall(tool="read_file", write_file=pb.WriteFileArgs(path="a"))
+    keyed = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="k"), idempotency_key="k")
+    reused = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="o"), idempotency_key="k")
+    async with (
+        server_factory() as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        stub = ts_grpc.TaskServiceStub(channel)
+        for request in (
+            ts.SubmitRequest(call=wrong_oneof),
+            ts.SubmitRequest(call=pb.ToolCall(tool="t" * 5000)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Submit(request)
+        for batch in ([good, wrong_oneof], []):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.SubmitBatch(ts.SubmitBatchRequest(calls=batch))
+        await stub.Submit(ts.SubmitRequest(call=keyed))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Submit(ts.SubmitRequest(call=reused))
+    # Read once the server has stopped, which writes every queued record.
+    denied = [(r["tool"], r["args"], r["reason"]) for r in _refusals(tmp_path / "audit.jsonl")]
+    assert denied == [
+        ("read_file", {}, "INVALID_ARGUMENT"),
+        ("t" * 128, {}, "TOOL_NOT_FOUND"),
+        ("read_file", {}, "INVALID_ARGUMENT"),
+        ("read_file", {"path": "g"}, "INVALID_ARGUMENT"),
+        ("", {"calls": 0}, "INVALID_ARGUMENT"),
+        ("read_file", {"path": "o"}, "IDEMPOTENCY_KEY_REUSED"),
+    ]

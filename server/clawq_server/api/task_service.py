@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from clawq_server.api.auth import Authenticator
 from clawq_server.api.encoded import ResultBytes
 from clawq_server.api.status import abort, to_status
 from clawq_server.errors import ClawqError, InvalidArgument
-from clawq_server.model import SubmitOutcome, TaskQuery
+from clawq_server.model import Call, SubmitOutcome, TaskQuery
 from clawq_server.policy.principal import Principal
 from clawq_server.tasks import Tasks
 
@@ -33,17 +34,6 @@ DEFAULT_WAIT_S = 60.0
 log = logging.getLogger(__name__)
 
 
-def _calls(messages: Sequence[pb.ToolCall]) -> list[Any]:
-    """Domain calls, or the InvalidArgument of each malformed one."""
-    out: list[Any] = []
-    for message in messages:
-        try:
-            out.append(convert.call_from_proto(message))
-        except InvalidArgument as error:
-            out.append(error)
-    return out
-
-
 def _acks(batch_id: str, outcomes: Outcomes) -> ts.SubmitStreamResponse:
     # Results are added in place: building each and copying it in costs twice as much.
     response = ts.SubmitStreamResponse(batch_id=batch_id)
@@ -54,13 +44,6 @@ def _acks(batch_id: str, outcomes: Outcomes) -> ts.SubmitStreamResponse:
         else:
             add(task_id=outcome.task_id, existing=outcome.existing)
     return response
-
-
-def _check_batch(size: int, field: str) -> None:
-    if size == 0:
-        raise InvalidArgument.field(field, "must hold at least one call")
-    if size > MAX_BATCH:
-        raise InvalidArgument.field(field, f"must hold at most {MAX_BATCH} calls")
 
 
 def _wait_budget(context: Ctx, requested: float | None) -> float:
@@ -84,9 +67,12 @@ def decode_page_token(token: str) -> tuple[float, str] | None:
         return None
     try:
         created, task_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return float(created), str(task_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise InvalidArgument.field("page_token", "is not a token this server issued") from None
+        created = task_id = None
+    # Exact types: a bool is an int to isinstance(), and float("NaN") parses.
+    if type(created) not in (int, float) or not math.isfinite(created) or type(task_id) is not str:
+        raise InvalidArgument.field("page_token", "is not a token this server issued")
+    return float(created), task_id
 
 
 def encode_page_token(cursor: tuple[float, str] | None) -> str:
@@ -102,12 +88,41 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         self._authenticate = authenticate
         self._encoded = ResultBytes()
 
+    def _call(self, principal: Principal, message: pb.ToolCall) -> Call:
+        """The domain call of message; a malformed one is audited and its error raised."""
+        try:
+            return convert.call_from_proto(message)
+        except InvalidArgument as error:
+            self._tasks.refused(principal, message.tool, {}, error)
+            raise
+
+    def _calls(self, principal: Principal, messages: Sequence[pb.ToolCall]) -> list[Any]:
+        """Domain calls, or the InvalidArgument (audited) of each malformed one."""
+        out: list[Any] = []
+        for message in messages:
+            try:
+                out.append(self._call(principal, message))
+            except InvalidArgument as error:
+                out.append(error)
+        return out
+
+    def _check_batch(self, principal: Principal, size: int, field: str) -> None:
+        """Refuse (and audit) a batch with no calls or more than MAX_BATCH."""
+        if size == 0:
+            error = InvalidArgument.field(field, "must hold at least one call")
+        elif size > MAX_BATCH:
+            error = InvalidArgument.field(field, f"must hold at most {MAX_BATCH} calls")
+        else:
+            return
+        self._tasks.refused(principal, "", {"calls": size}, error)
+        raise error
+
     async def Submit(self, request: ts.SubmitRequest, context: Ctx) -> ts.SubmitResponse:
         """Queue one call."""
         try:
             principal = self._authenticate(context)
             try:
-                outcome = await self._tasks.submit(principal, convert.call_from_proto(request.call))
+                outcome = await self._tasks.submit(principal, self._call(principal, request.call))
             except InvalidArgument as error:
                 raise error.prefixed("call.") from None
             return ts.SubmitResponse(task_id=outcome.task_id, existing=outcome.existing)
@@ -120,8 +135,10 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         """Queue a batch atomically."""
         try:
             principal = self._authenticate(context)
-            _check_batch(len(request.calls), "calls")
-            outcomes = await self._tasks.submit_batch(principal, _calls(request.calls))
+            self._check_batch(principal, len(request.calls), "calls")
+            outcomes = await self._tasks.submit_batch(
+                principal, self._calls(principal, request.calls)
+            )
             return ts.SubmitBatchResponse(
                 results=[ts.SubmitResult(task_id=o.task_id, existing=o.existing) for o in outcomes]
             )
@@ -169,7 +186,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     ) -> None:
         try:
             async for request in requests:
-                _check_batch(len(request.calls), "calls")
+                self._check_batch(principal, len(request.calls), "calls")
                 pending = asyncio.ensure_future(self._submit_each(principal, request.calls))
                 started.add(pending)
                 pending.add_done_callback(started.discard)
@@ -182,7 +199,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
 
     async def _submit_each(self, principal: Principal, messages: Sequence[pb.ToolCall]) -> Outcomes:
         try:
-            return await self._tasks.submit_each(principal, _calls(messages))
+            return await self._tasks.submit_each(principal, self._calls(principal, messages))
         except Exception as error:  # a bug: logged here, answered per call without details
             log.exception("unexpected error storing a stream batch", exc_info=error)
             return [ClawqError("internal error")] * len(messages)
@@ -265,7 +282,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             principal = self._authenticate(context)
             budget = _wait_budget(context, _requested_timeout(request))
             try:
-                call = convert.call_from_proto(request.call)
+                call = self._call(principal, request.call)
                 task = await self._tasks.execute(principal, call, budget)
             except InvalidArgument as error:
                 raise error.prefixed("call.") from None
