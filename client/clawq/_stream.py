@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
+from clawq._channel import MAX_MESSAGE
 from clawq._convert import call_to_proto
-from clawq.errors import Error, Internal, from_status
+from clawq.errors import Error, Internal, InvalidArgument, from_status
 from clawq.types import Ack, Call
 from clawq.v1 import task_pb2, task_service_pb2
+
+#: A batch is sent once its calls reach this many bytes, whatever batch_size says, so a
+#: request stays well under the message limit while the next batch is built.
+BATCH_BYTES = 16 << 20
+#: The largest call a request can carry, with room to spare for the request around it.
+MAX_CALL_BYTES = MAX_MESSAGE - (64 << 10)
 
 
 async def _each(calls: Iterable[Call] | AsyncIterable[Call]) -> AsyncIterator[Call]:
@@ -22,7 +29,8 @@ async def _each(calls: Iterable[Call] | AsyncIterable[Call]) -> AsyncIterator[Ca
 class Outbox:
     """Turns calls into batches and remembers which call each ack of a batch belongs to.
 
-    A batch's id is the index of its first call; a call that cannot be converted locally
+    A batch's id is the index of its first call; it holds up to batch_size calls and about
+    BATCH_BYTES. A call that cannot be converted locally, or is too large for any request,
     is answered with its own rejected ack, delivered with the next batch's acks (or after
     the stream ends), so a bad item never stops the stream.
     """
@@ -35,6 +43,7 @@ class Outbox:
         self._local: list[Ack] = []
         self._indexes: list[int] = []
         self._calls: list[task_pb2.ToolCall] = []
+        self._bytes = 0
         #: An exception the caller's iterable raised; re-raised once the stream has drained.
         self.failure: BaseException | None = None
 
@@ -45,28 +54,44 @@ class Outbox:
         index = 0
         try:
             async for call in _each(calls):
-                self._add(index, call)
+                converted = self._convert(index, call)
+                if converted is not None:
+                    message, size = converted
+                    if self._calls and self._bytes + size > BATCH_BYTES:
+                        yield self._flush()
+                    self._calls.append(message)
+                    self._indexes.append(index)
+                    self._bytes += size
+                    if len(self._calls) >= self.batch_size:
+                        yield self._flush()
                 index += 1
-                if len(self._calls) >= self.batch_size:
-                    yield self._flush()
         except Exception as exc:  # handed back to the caller once the stream has drained
             self.failure = exc
         if self._calls:
             yield self._flush()
 
-    def _add(self, index: int, call: Call) -> None:
+    def _convert(self, index: int, call: Call) -> tuple[task_pb2.ToolCall, int] | None:
+        """The call as a message and its size, or None once it is rejected locally."""
         try:
-            self._calls.append(call_to_proto(call))
+            message = call_to_proto(call)
         except Error as exc:
             self._local.append(Ack(index=index, task_id="", error=exc))
-        else:
-            self._indexes.append(index)
+            return None
+        size = message.ByteSize()
+        if size > MAX_CALL_BYTES:
+            description = f"is larger than the {MAX_CALL_BYTES} bytes a request holds"
+            too_large = InvalidArgument(
+                f"call: {description}", field_violations=[("call", description)]
+            )
+            self._local.append(Ack(index=index, task_id="", error=too_large))
+            return None
+        return message, size
 
     def _flush(self) -> task_service_pb2.SubmitStreamRequest:
         batch_id = str(self._indexes[0])
         self._sent[batch_id] = (self._indexes, self._local)
         request = task_service_pb2.SubmitStreamRequest(calls=self._calls, batch_id=batch_id)
-        self._indexes, self._local, self._calls = [], [], []
+        self._indexes, self._local, self._calls, self._bytes = [], [], [], 0
         return request
 
     def acks(self, response: task_service_pb2.SubmitStreamResponse) -> list[Ack]:

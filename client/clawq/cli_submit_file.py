@@ -45,8 +45,9 @@ class _Tally:
             self.existing += ack.existing
 
 
-def parse_line(line: str) -> Call:
-    """One call from ``{"tool": ..., "args": {...}, "idempotency_key": ...}``; ValueError if bad."""
+def parse_line(line: str | bytes) -> Call:
+    """One call from ``{"tool": ..., "args": {...}, "idempotency_key": ...}``; ValueError if bad
+    (also for bytes that are not UTF-8)."""
     obj = json.loads(line)
     if not isinstance(obj, dict) or not isinstance(obj.get("tool"), str):
         raise ValueError('expected an object with a "tool" string')
@@ -61,7 +62,8 @@ def parse_line(line: str) -> Call:
 
 
 def _calls(path: Path, tally: _Tally) -> Iterator[Call]:
-    with path.open(encoding="utf-8") as lines:
+    # Binary: a line that is not UTF-8 is rejected on its own, not the whole file.
+    with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -75,7 +77,7 @@ def _calls(path: Path, tally: _Tally) -> Iterator[Call]:
 
 
 def _count_lines(path: Path) -> int:
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:
         return sum(1 for line in lines if line.strip())
 
 

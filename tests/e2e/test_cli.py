@@ -243,6 +243,15 @@ async def test_submit_file(served: Any, tmp_path: Path) -> None:
     run = await clawq("submit-file", str(mixed), target=served.target)
     assert "line 2:" in run.err
     assert "TOOL_NOT_FOUND" in run.err
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(
+        b'{"tool": "read_file", "args": {"path": "\xff"}}\n'
+        + good.read_bytes().splitlines(keepends=True)[0]
+    )
+    run = await clawq("submit-file", str(binary), "--json", target=served.target)
+    assert run.code == 1
+    assert "Traceback" not in run.err
+    assert (run.json()["accepted"], [e["line"] for e in run.json()["errors"]]) == (1, [1])
 
 
 async def test_target_from_environment(served: Any) -> None:

@@ -116,6 +116,21 @@ async def test_submit_many_streams_with_per_item_errors(client: clawq.AsyncClien
     assert len({a.task_id for a in acks if a.accepted}) == 2499
 
 
+async def test_submit_many_splits_batches_by_size(client: clawq.AsyncClient) -> None:
+    """Calls adding up to more than a request may hold go in several batches, and a call
+    larger than any request is rejected on its own; the rest are stored."""
+    big = b"x" * (4 << 20)
+    calls = [clawq.Call("write_file", path=f"w{i}", content=big, delay=60) for i in range(20)]
+    calls.insert(7, clawq.Call("write_file", path="huge", content=b"x" * (65 << 20), delay=60))
+    acks = [ack async for ack in client.submit_many(calls, batch_size=1000)]
+    assert [a.index for a in acks] == list(range(21))
+    assert [a.index for a in acks if not a.accepted] == [7]
+    assert isinstance(acks[7].error, clawq.InvalidArgument)
+    assert acks[7].error.field_violations[0][0] == "call"
+    stored = [await client.get(a.task_id) for a in acks if a.accepted]
+    assert sorted(t.args["path"] for t in stored) == sorted(f"w{i}" for i in range(20))
+
+
 async def test_list_tasks_pages_and_filters(client: clawq.AsyncClient) -> None:
     """list_tasks pages through every task and filters by tool, state and creation time."""
     before = datetime.now(UTC) - timedelta(seconds=5)
