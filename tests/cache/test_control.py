@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from clawq_server.cache.base import Entry
 from clawq_server.cache.memory import MemoryStore
+from clawq_server.cache.redis import RedisStore
 from clawq_server.cache.tool_cache import ToolCache, watcher
 from clawq_server.config import CacheConfig
+from clawq_server.model import ToolResult
+from clawq_server.policy.principal import Root
 from tests.cache.conftest import Kit, MakeCache, settle
+from tests.redis_support import cleaned, shared_redis_url
 
 
 async def files(root: Path, *names: str, size: int = 4) -> None:
@@ -149,3 +158,92 @@ async def test_stats_per_tool(kit: Kit, make_cache: MakeCache) -> None:
     assert (read.hits, read.misses, read.entries) == (2, 1, 1)
     assert read.bytes >= 10
     assert (by_tool["list_directory"].misses, by_tool["list_directory"].entries) == (1, 1)
+
+
+async def test_a_write_under_a_nested_root_drops_the_outer_roots_listing(
+    kit: Kit, make_cache: MakeCache
+) -> None:
+    """With roots nested, a write inside the inner one also drops the outer one's listing."""
+    await files(kit.root, "inner/x")
+    nested = replace(kit.principal, roots=(*kit.principal.roots, Root(kit.root / "inner")))
+    async with make_cache() as cache:
+        await kit.call(cache, kit.listing, nested, path=".", recursive=True)
+        assert (await kit.call(cache, kit.listing, nested, path=".", recursive=True)).cached
+        assert await cache.invalidate_write(nested, {"path": "inner/x"}) == 1
+        _, stats = await cache.stats()
+    assert {s.tool: s.entries for s in stats}.get("list_directory", 0) == 0
+
+
+@asynccontextmanager
+async def _sharing(kit: Kit, tmp_path: Path, **settings: Any) -> AsyncIterator[Caches]:
+    """Two caches over one Redis prefix: the first with default settings, the second with
+    settings, as two processes configured differently would be."""
+    with shared_redis_url(tmp_path) as url:
+        async with cleaned(url) as prefix:
+            first = ToolCache(CacheConfig(), RedisStore(url, prefix=prefix), kit.registry)
+            second_config = replace(CacheConfig(), **settings)
+            second = ToolCache(second_config, RedisStore(url, prefix=prefix), kit.registry)
+            try:
+                yield first, second
+            finally:
+                await first.close()
+                await second.close()
+
+
+Caches = tuple[ToolCache, ToolCache]
+
+
+async def test_a_shared_entry_is_served_only_within_the_readers_ttl(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """An entry stored under a 1 h TTL is refused by a process whose TTL is shorter, once it
+    is older than that; the storing process still serves it."""
+    await files(kit.root, "t")
+    async with _sharing(kit, tmp_path, tool_ttl_s={"read_file": 0.3}) as (long, short):
+        await kit.call(long, kit.read, path="t")
+        assert (await kit.call(short, kit.read, path="t")).cached
+        assert (await kit.call(long, kit.read, path="t")).cached
+        deadline = time.monotonic() + 10.0
+        while (await kit.call(short, kit.read, path="t")).cached:
+            assert time.monotonic() < deadline, "the short TTL was never applied"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_shared_entry_over_the_readers_size_cap_is_not_served(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """An entry another process could store is not served past this process's size cap."""
+    await files(kit.root, "big", size=2048)
+    async with _sharing(kit, tmp_path, max_entry_bytes=1024) as (large, small):
+        await kit.call(large, kit.read, path="big")
+        assert (await kit.call(large, kit.read, path="big")).cached
+        assert not (await kit.call(small, kit.read, path="big")).cached
+
+
+async def test_tidying_the_index_spares_an_entry_renewed_meanwhile(tmp_path: Path) -> None:
+    """An index field read as expired but renewed before it is tidied stays indexed."""
+    with shared_redis_url(tmp_path) as url:
+        async with cleaned(url) as prefix:
+            store = RedisStore(url, prefix=prefix)
+            try:
+                await store.put(_entry("old"), 0.001)
+                await _until_past(time.time() + 0.002)
+                await store.put(_entry("live"), 60)
+                scan = store._index()
+                assert (await anext(scan))[0] == "live"
+                await store.put(_entry("old"), 60)
+                assert [key async for key, _ in scan] == []
+                assert await store.clear() == 2
+            finally:
+                await store.close()
+
+
+def _entry(key: str) -> Entry:
+    return Entry(key, "read_file", "file", f"/w/{key}", ToolResult(output=b"x"), 1)
+
+
+async def _until_past(moment: float) -> None:
+    deadline = time.monotonic() + 5.0
+    while time.time() <= moment:
+        assert time.monotonic() < deadline, "the clock does not advance"
+        await asyncio.sleep(0.001)

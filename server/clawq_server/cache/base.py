@@ -26,7 +26,8 @@ class Entry:
 
     ``result`` is held as a hit serves it (marked cached). ``id`` tells successive results
     under one key apart, so a host's own proof of an older result never vouches for a
-    newer one.
+    newer one. ``created`` lets a process sharing the store with others refuse an entry
+    older than its own TTL for the tool.
     """
 
     key: str
@@ -39,6 +40,7 @@ class Entry:
     stamp: tuple[int, ...] | None = None
     digest: str = ""
     id: str = ""
+    created: float = 0.0  # wall-clock seconds: each reader applies its own TTL to it
 
 
 def path_matches(path: str, prefix: str, pattern: str) -> bool:

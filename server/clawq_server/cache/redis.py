@@ -35,6 +35,16 @@ log = logging.getLogger(__name__)
 _MAGIC = b"CQ1"
 _LEN = struct.Struct("<I")
 FLUSH_INTERVAL_S = 1.0
+# HDEL of each ARGV field whose value is still the ARGV value after it.
+_HDEL_UNCHANGED = """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    removed = removed + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return removed
+"""
 
 
 def encode(entry: Entry) -> bytes:
@@ -47,6 +57,7 @@ def encode(entry: Entry) -> bytes:
             "digest": entry.digest, "id": entry.id, "truncated": r.truncated,
             "stderr_truncated": r.stderr_truncated, "exit_code": r.exit_code,
             "signal": r.signal, "payload": r.payload, "output": len(r.output),
+            "created": entry.created,
         }
     )  # fmt: skip
     return b"".join((_MAGIC, _LEN.pack(len(header)), header, r.output, r.stderr))
@@ -75,7 +86,7 @@ def decode(data: bytes) -> Entry | None:
     root = tuple(h["root"])
     return Entry(
         h["key"], h["tool"], h["kind"], h["path"], result, h["size"],
-        (root[0], root[1]), stamp, h["digest"], h["id"],
+        (root[0], root[1]), stamp, h["digest"], h["id"], h.get("created", 0.0),
     )  # fmt: skip
 
 
@@ -113,6 +124,7 @@ class RedisStore:
         self._counts: Counter[str] = Counter()
         self._flushed = time.monotonic()
         self._flusher: asyncio.Task[None] | None = None
+        self._drop_unchanged = self._client.register_script(_HDEL_UNCHANGED)
 
     async def get(self, key: str) -> Entry | None:
         """The entry under key; None when missing, expired or Redis is unreachable."""
@@ -220,11 +232,12 @@ class RedisStore:
             async for field, meta in self._client.hscan_iter(self.keys.index, count=1000):
                 decoded = orjson.loads(meta)
                 if decoded[3] <= now:
-                    expired.append(field)
+                    expired += (field, meta)
                 else:
                     yield field.decode(), decoded
             if expired:
-                await self._client.hdel(self.keys.index, *expired)
+                # Only fields still holding the expired value: a put since may have renewed one.
+                await self._drop_unchanged(keys=[self.keys.index], args=expired)
 
     async def _flush(self) -> None:
         counts, self._counts = self._counts, Counter()

@@ -6,6 +6,7 @@ A result is served only while its proof holds (see fingerprint.py and proofs.py)
 from __future__ import annotations
 
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -118,8 +119,9 @@ class ToolCache:
         except ClawqError:
             return 0
         written = confined.absolute
-        exact = [str(written)]
-        exact += [str(p) for p in written.parents if p.is_relative_to(confined.root_path)]
+        # Every ancestor, not only those inside the deciding root: an outer root's listing
+        # (roots may nest) shows the written path too.
+        exact = [str(written), *(str(p) for p in written.parents)]
         return await self._store.drop_paths(exact, str(written))
 
     async def stats(self) -> tuple[bool, list[ToolCacheStats]]:
@@ -168,10 +170,17 @@ class ToolCache:
         entry = await self._store.get(target.key)
         if entry is None:
             return None
+        if not self._within_bounds(entry):
+            return None  # another process's settings let it in; this one's do not
         if await self._proofs.valid(entry, target):
             return entry
         await self._store.drop([target.key])
         return None
+
+    def _within_bounds(self, entry: Entry) -> bool:
+        """True when this process's TTL and size cap for the tool allow serving entry."""
+        age = time.time() - entry.created
+        return age <= self._ttl(entry.tool) and entry.size <= self._config.max_entry_bytes
 
     async def _single_flight(self, target: Target, compute: Compute) -> ToolResult:
         async def lead(flight: Flight) -> ToolResult:
@@ -211,7 +220,7 @@ class ToolCache:
         entry = Entry(
             target.key, target.tool, target.kind.value, target.path,
             replace(result, cached=True), size,
-            proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8),
+            proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8), time.time(),
         )  # fmt: skip
         if not self._proofs.watching and target.kind is not Kind.OPAQUE:
             # No watches: a new walk must agree after the run.
