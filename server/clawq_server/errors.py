@@ -97,12 +97,15 @@ class Unauthenticated(ClawqError):
 
 
 class ResourceExhausted(ClawqError):
-    """The queue is full or the caller is over its rate; try again after retry_after seconds."""
+    """The queue is full or the caller is over its rate; try again after retry_after seconds
+    (None: the same request will not fit later either)."""
 
     reason = "QUEUE_FULL"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None, reason: str | None = None
+    ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
 

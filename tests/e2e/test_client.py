@@ -116,9 +116,10 @@ async def test_submit_many_streams_with_per_item_errors(client: clawq.AsyncClien
     assert len({a.task_id for a in acks if a.accepted}) == 2499
 
 
-async def test_submit_many_splits_batches_by_size(client: clawq.AsyncClient) -> None:
+async def test_messages_over_the_size_limit(client: clawq.AsyncClient) -> None:
     """Calls adding up to more than a request may hold go in several batches, and a call
-    larger than any request is rejected on its own; the rest are stored."""
+    larger than any request is rejected on its own; the rest are stored. Listing them
+    pages in pages that fit; fetching them all at once is refused with a clear reason."""
     big = b"x" * (4 << 20)
     calls = [clawq.Call("write_file", path=f"w{i}", content=big, delay=60) for i in range(20)]
     calls.insert(7, clawq.Call("write_file", path="huge", content=b"x" * (65 << 20), delay=60))
@@ -127,8 +128,14 @@ async def test_submit_many_splits_batches_by_size(client: clawq.AsyncClient) -> 
     assert [a.index for a in acks if not a.accepted] == [7]
     assert isinstance(acks[7].error, clawq.InvalidArgument)
     assert acks[7].error.field_violations[0][0] == "call"
-    stored = [await client.get(a.task_id) for a in acks if a.accepted]
-    assert sorted(t.args["path"] for t in stored) == sorted(f"w{i}" for i in range(20))
+    ids = [a.task_id for a in acks if a.accepted]
+    pages = [page async for page in client.list_tasks(page_size=1000)]
+    assert len(pages) > 1, "the page was not cut to fit a message"
+    assert sorted(t.id for page in pages for t in page) == sorted(ids)
+    with pytest.raises(clawq.ResourceExhausted) as caught:
+        await client.get_many(ids)
+    assert caught.value.reason == "RESPONSE_TOO_LARGE"
+    assert len(await client.get_many(ids[:10])) == 10
 
 
 async def test_list_tasks_pages_and_filters(client: clawq.AsyncClient) -> None:

@@ -12,16 +12,23 @@ from clawq.v1 import admin_service_pb2 as adm
 from clawq.v1 import admin_service_pb2_grpc as adm_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
+from clawq_server.api.sized import fitting_page
 from clawq_server.api.status import abort
 from clawq_server.api.task_service import decode_page_token, encode_page_token
 from clawq_server.cache.control import CacheControl
 from clawq_server.errors import ClawqError, InvalidArgument
-from clawq_server.model import TaskQuery, TaskState
+from clawq_server.model import TaskPage, TaskQuery, TaskState
 from clawq_server.queue.base import TaskQueue
 from clawq_server.tools.registry import ToolRegistry
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Reload = Callable[[], Awaitable[str]]
+
+
+def _dead_page(page: TaskPage) -> adm.ListDeadLettersResponse:
+    response = adm.ListDeadLettersResponse(next_page_token=encode_page_token(page.next_cursor))
+    convert.add_tasks(response.tasks, page.tasks)
+    return response
 
 
 class AdminServicer(adm_grpc.AdminServiceServicer):
@@ -91,19 +98,13 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
             self._authenticate(context)
             if request.page_size < 0:
                 raise InvalidArgument.field("page_size", "must not be negative")
-            page = await self._queue.list_tasks(
-                TaskQuery(
-                    principal=None,
-                    states=frozenset({TaskState.DEAD}),
-                    limit=min(request.page_size or 50, 1000),
-                    cursor=decode_page_token(request.page_token),
-                )
+            query = TaskQuery(
+                principal=None,
+                states=frozenset({TaskState.DEAD}),
+                limit=min(request.page_size or 50, 1000),
+                cursor=decode_page_token(request.page_token),
             )
-            response = adm.ListDeadLettersResponse(
-                next_page_token=encode_page_token(page.next_cursor)
-            )
-            convert.add_tasks(response.tasks, page.tasks)
-            return response
+            return await fitting_page(self._queue.list_tasks, query, _dead_page)
         except Exception as error:
             await abort(context, error)
 

@@ -16,11 +16,11 @@ from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.api.admin_service import AdminServicer
 from clawq_server.api.malformed import GuardedServer
+from clawq_server.api.sized import MAX_MESSAGE_BYTES
 from clawq_server.api.task_service import TaskServicer
 from clawq_server.api.worker_service import WorkerServicer
 from clawq_server.config import TlsConfig
 
-MAX_MESSAGE_BYTES = 64 << 20
 SERVICE_NAMES: Sequence[str] = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,

@@ -8,6 +8,7 @@ import binascii
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any, cast
 
 import grpc
@@ -19,9 +20,10 @@ from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
 from clawq_server.api.encoded import ResultBytes
+from clawq_server.api.sized import check_fits, fitting_page
 from clawq_server.api.status import abort, to_status
 from clawq_server.errors import ClawqError, InvalidArgument
-from clawq_server.model import Call, SubmitOutcome, TaskQuery
+from clawq_server.model import Call, SubmitOutcome, TaskPage, TaskQuery
 from clawq_server.policy.principal import Principal
 from clawq_server.tasks import Tasks
 
@@ -78,6 +80,12 @@ def decode_page_token(token: str) -> tuple[float, str] | None:
 def encode_page_token(cursor: tuple[float, str] | None) -> str:
     """The opaque token of a cursor (empty at the end)."""
     return "" if cursor is None else base64.urlsafe_b64encode(orjson.dumps(cursor)).decode()
+
+
+def _task_page(page: TaskPage) -> ts.ListTasksResponse:
+    response = ts.ListTasksResponse(next_page_token=encode_page_token(page.next_cursor))
+    convert.add_tasks(response.tasks, page.tasks)
+    return response
 
 
 class TaskServicer(ts_grpc.TaskServiceServicer):
@@ -227,6 +235,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             if len(tasks) < len(request.task_ids):
                 found = {t.id for t in tasks}
                 response.missing_task_ids.extend(i for i in request.task_ids if i not in found)
+            check_fits(response)
             return response
         except Exception as error:
             await abort(context, error)
@@ -269,10 +278,11 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         """One page of the caller's tasks."""
         try:
             principal = self._authenticate(context)
-            page = await self._tasks.list_tasks(principal, self._query(request, principal.name))
-            response = ts.ListTasksResponse(next_page_token=encode_page_token(page.next_cursor))
-            convert.add_tasks(response.tasks, page.tasks)
-            return response
+            return await fitting_page(
+                partial(self._tasks.list_tasks, principal),
+                self._query(request, principal.name),
+                _task_page,
+            )
         except Exception as error:
             await abort(context, error)
 
