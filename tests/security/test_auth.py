@@ -234,3 +234,22 @@ async def test_a_rate_limited_stream_batch_is_refused_call_by_call_and_audited(
     audit = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
     refused = [r["args"]["path"] for r in audit if r.get("reason") == "RATE_LIMITED"]
     assert sorted(refused) == ["3", "4", "5"]
+
+
+async def test_a_batch_larger_than_the_burst_is_admitted_once_and_paid_for(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A full bucket admits a batch beyond the burst; the calls after it wait for the rate
+    to pay the debt, and the retry hint says how long."""
+    principals = _principals(tmp_path, rate_per_s=0.5, burst=2)
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+    ):
+        ids = await alice.submit_batch([clawq.Call("read_file", path=f"{i}") for i in range(5)])
+        with pytest.raises(clawq.ResourceExhausted) as caught:
+            await alice.submit("read_file", path="next")
+    assert len(ids) == 5
+    assert caught.value.reason == "RATE_LIMITED"
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 6  # (1 token + a debt of 3) at 0.5 tokens/s, less a little

@@ -109,7 +109,8 @@ class TaskServiceServicer:
         """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
         an invalid call is rejected on its own and the rest of its batch is accepted; a batch
         refused as a whole (a full queue, the rate limit) carries that error on each of its calls
-        and the stream goes on.
+        and the stream goes on. An empty batch or one of more than 10,000 calls ends the stream
+        with INVALID_ARGUMENT, after the acks of the batches before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

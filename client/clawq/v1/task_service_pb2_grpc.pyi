@@ -41,7 +41,8 @@ class TaskServiceStub:
     """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
     an invalid call is rejected on its own and the rest of its batch is accepted; a batch
     refused as a whole (a full queue, the rate limit) carries that error on each of its calls
-    and the stream goes on.
+    and the stream goes on. An empty batch or one of more than 10,000 calls ends the stream
+    with INVALID_ARGUMENT, after the acks of the batches before it.
     """
     GetTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]
     """GetTask returns one task."""
@@ -71,7 +72,8 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
     an invalid call is rejected on its own and the rest of its batch is accepted; a batch
     refused as a whole (a full queue, the rate limit) carries that error on each of its calls
-    and the stream goes on.
+    and the stream goes on. An empty batch or one of more than 10,000 calls ends the stream
+    with INVALID_ARGUMENT, after the acks of the batches before it.
     """
     GetTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]  # type: ignore[assignment]
     """GetTask returns one task."""
@@ -116,7 +118,8 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """SubmitStream takes batches of calls and answers each batch with one ack of per-call results;
         an invalid call is rejected on its own and the rest of its batch is accepted; a batch
         refused as a whole (a full queue, the rate limit) carries that error on each of its calls
-        and the stream goes on.
+        and the stream goes on. An empty batch or one of more than 10,000 calls ends the stream
+        with INVALID_ARGUMENT, after the acks of the batches before it.
         """
 
     @_abc_1.abstractmethod

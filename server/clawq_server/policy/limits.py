@@ -22,7 +22,12 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, principal: Principal, count: int = 1) -> None:
-        """Spend count tokens or raise ResourceExhausted(RATE_LIMITED) with the wait."""
+        """Spend count tokens or raise ResourceExhausted(RATE_LIMITED) with the wait.
+
+        A batch larger than the burst is taken from a full bucket, which goes into debt:
+        the calls after it wait until the rate has paid for it, so the average holds and
+        a large batch is not refused forever.
+        """
         rate = principal.rate_per_s
         if rate <= 0:
             return
@@ -31,8 +36,9 @@ class RateLimiter:
         bucket = self._buckets.setdefault(principal.name, _Bucket(capacity, now))
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.stamp) * rate)
         bucket.stamp = now
-        if bucket.tokens < count:
-            wait = (count - bucket.tokens) / rate
+        needed = min(count, capacity)
+        if bucket.tokens < needed:
+            wait = (needed - bucket.tokens) / rate
             raise ResourceExhausted(
                 f"rate limit of {rate:g} calls/s exceeded", retry_after=wait, reason="RATE_LIMITED"
             )
