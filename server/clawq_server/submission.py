@@ -6,6 +6,7 @@ import hashlib
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -25,6 +26,8 @@ MAX_ATTEMPTS = 100
 NO_DELAY = timedelta(0)
 # A refused call's tool name is recorded as sent, up to this length.
 MAX_AUDITED_TOOL = 128
+# A batch refused as a whole is recorded with the counts of its most frequent tools.
+AUDITED_TOOLS = 20
 MAX_DELAY = timedelta(days=366)
 BATCH_IDS = 1 << 24
 
@@ -116,8 +119,7 @@ class Admission:
         try:
             self._limiter.take(principal, len(calls))
         except ClawqError as error:
-            for call in calls:
-                self.audit_refusal(principal, call, error)
+            self.audit_batch_refusal(principal, calls, error)
             return [error] * len(calls)
         now = utcnow()
         out: list[Admitted | ClawqError] = []
@@ -132,6 +134,15 @@ class Admission:
     def audit_refusal(self, principal: Principal, call: Call, error: ClawqError) -> None:
         """Record a refused call."""
         self.audit_request(principal, call.tool, dict(call.args), error)
+
+    def audit_batch_refusal(
+        self, principal: Principal, calls: Sequence[Call], error: ClawqError
+    ) -> None:
+        """Record calls refused together for one reason (the rate limit, a full queue) as one
+        line: a throttled client must not be able to grow the log a line per call."""
+        if calls:
+            tools = dict(Counter(call.tool for call in calls).most_common(AUDITED_TOOLS))
+            self.audit_request(principal, "", {"calls": len(calls), "tools": tools}, error)
 
     def audit_request(
         self, principal: Principal, tool: str, args: JsonObject, error: ClawqError

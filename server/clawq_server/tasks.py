@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 from clawq_server.cache.base import ResultCache
 from clawq_server.errors import (
@@ -22,6 +24,7 @@ from clawq_server.recorder import Recorder
 from clawq_server.submission import Admission, Admitted
 
 WATCH_POLL_S = 1.0
+Stored = TypeVar("Stored")
 
 
 class Tasks:
@@ -35,7 +38,7 @@ class Tasks:
         self._cache = cache
         self._recorder = recorder
         # Room claimed against each principal's max_queued by submissions not yet stored,
-        # and the running total of claims released (see _room).
+        # and the running total of claims released (see _in_room).
         self._claimed: Counter[str] = Counter()
         self._released: Counter[str] = Counter()
 
@@ -43,8 +46,9 @@ class Tasks:
         """Admit and durably queue one call."""
         admitted = self._admission.admit(principal, call)
         try:
-            async with self._room(principal, 1):
-                return await submit_one(self._queue, admitted.task)
+            return await self._in_room(
+                principal, 1, partial(submit_one, self._queue, admitted.task)
+            )
         except ClawqError as error:
             self._admission.audit_refusal(principal, call, error)
             raise
@@ -110,16 +114,18 @@ class Tasks:
             self._admission.audit_cached(principal, admitted.task, cached.args)
             self._recorder.add(cached)
             return cached
+        deadline = time.monotonic() + timeout
         try:
             if principal.max_queued <= 0:
                 return await self._queue.submit_and_wait(admitted.task, timeout)
             # The room is held until the task is stored, not while it runs.
-            async with self._room(principal, 1):
-                stored = await submit_one(self._queue, admitted.task)
+            store = partial(submit_one, self._queue, admitted.task)
+            stored = await self._in_room(principal, 1, store)
         except (IdempotencyKeyReused, ResourceExhausted) as error:
             self._admission.audit_refusal(principal, call, error)
             raise
-        return await self._queue.wait(stored.task_id, principal.name, timeout)
+        remaining = max(0.0, deadline - time.monotonic())
+        return await self._queue.wait(stored.task_id, principal.name, remaining)
 
     async def watch(self, principal: Principal, ids: Sequence[str]) -> AsyncIterator[Task]:
         """Each change of state of the tasks, until all are terminal."""
@@ -145,19 +151,21 @@ class Tasks:
                     waiting.cancel()
                 await asyncio.gather(*waits, return_exceptions=True)
 
-    @asynccontextmanager
-    async def _room(self, principal: Principal, adding: int) -> AsyncIterator[None]:
-        """Claim room for adding tasks under the principal's max_queued until they are stored.
+    async def _in_room(
+        self, principal: Principal, adding: int, store: Callable[[], Awaitable[Stored]]
+    ) -> Stored:
+        """store(), once room for adding tasks is claimed under the principal's max_queued.
 
         Submissions of one principal are stored concurrently (a stream keeps several batches
         in flight), so each check counts the claims of the others. A claim released while
         the count was being read may or may not be in that count, so it is counted too: the
-        check errs on the side of refusing, never of admitting past the bound.
+        check errs on the side of refusing, never of admitting past the bound. The store
+        runs as its own task and holds its claim until it ends, even if the caller goes
+        away: a write still under way keeps its room.
         """
         name, bound = principal.name, principal.max_queued
         if bound <= 0 or adding == 0:
-            yield
-            return
+            return await store()
         released = self._released[name]
         queued = await self._queue.count_queued(name)
         in_flight = self._claimed[name] + self._released[name] - released
@@ -167,11 +175,15 @@ class Tasks:
                 retry_after=1.0,
             )
         self._claimed[name] += adding
-        try:
-            yield
-        finally:
-            self._claimed[name] -= adding
-            self._released[name] += adding
+        running = asyncio.ensure_future(store())
+        running.add_done_callback(partial(self._release, name, adding))
+        return await asyncio.shield(running)
+
+    def _release(self, name: str, adding: int, done: asyncio.Future[Any]) -> None:
+        self._claimed[name] -= adding
+        self._released[name] += adding
+        if not done.cancelled():
+            done.exception()  # retrieved here too: its caller may be gone
 
     async def _store(
         self, principal: Principal, admitted: Sequence[Admitted], *, atomic: bool
@@ -180,9 +192,11 @@ class Tasks:
         audited for each and raised; a refusal of one is audited and left in its place."""
         if not admitted:
             return []
+        tasks = [a.task for a in admitted]
         try:
-            async with self._room(principal, len(admitted)):
-                results = await self._queue.submit([a.task for a in admitted], atomic=atomic)
+            results = await self._in_room(
+                principal, len(admitted), partial(self._queue.submit, tasks, atomic=atomic)
+            )
         except ClawqError as error:
             self._audit_all(principal, admitted, error)
             raise
@@ -199,8 +213,7 @@ class Tasks:
     def _audit_all(
         self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError
     ) -> None:
-        for item in admitted:
-            self._admission.audit_refusal(principal, item.call, error)
+        self._admission.audit_batch_refusal(principal, [a.call for a in admitted], error)
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

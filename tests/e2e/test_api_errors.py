@@ -268,7 +268,7 @@ async def test_out_of_range_values_name_their_field(
         grpc.StatusCode.INVALID_ARGUMENT,
         [field],
     ), case
-    assert len(rich(caught.value).message) <= 1000
+    assert len(rich(caught.value).message.encode()) <= 512
     good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
 
     async def batches() -> AsyncIterator[ts.SubmitStreamRequest]:
@@ -289,15 +289,17 @@ async def test_out_of_range_list_bounds_are_invalid(stub: ts_grpc.TaskServiceAsy
     assert rich(caught.value).fields == ["create_time_after"]
 
 
+@pytest.mark.parametrize("char", ["x", "€", "😀"])
 async def test_an_echoed_id_is_clipped_to_fit_the_status(
-    stub: ts_grpc.TaskServiceAsyncStub,
+    stub: ts_grpc.TaskServiceAsyncStub, char: str
 ) -> None:
-    """A megabyte task id gets NOT_FOUND with a short message, not a broken stream."""
+    """A huge task id, in ASCII or in characters of 3 and 4 UTF-8 bytes, gets NOT_FOUND with
+    a short message, not a broken stream."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetTask(ts.GetTaskRequest(task_id="x" * 1_000_000))
+        await stub.GetTask(ts.GetTaskRequest(task_id=char * 300_000))
     assert rich(caught.value).code == grpc.StatusCode.NOT_FOUND
     assert rich(caught.value).reason == "TASK_NOT_FOUND"
-    assert len(rich(caught.value).message) <= 1000
+    assert len(rich(caught.value).message.encode()) <= 512
 
 
 def _refusals(path: Path) -> list[dict[str, Any]]:
@@ -331,13 +333,16 @@ async def test_every_refused_request_is_audited(
         await stub.Submit(ts.SubmitRequest(call=keyed))
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.Submit(ts.SubmitRequest(call=reused))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Execute(ts.ExecuteRequest(call=good, timeout=Duration(seconds=-1)))
     # Read once the server has stopped, which writes every queued record.
     denied = [(r["tool"], r["args"], r["reason"]) for r in _refusals(tmp_path / "audit.jsonl")]
     assert denied == [
         ("read_file", {}, "INVALID_ARGUMENT"),
         ("t" * 128, {}, "TOOL_NOT_FOUND"),
         ("read_file", {}, "INVALID_ARGUMENT"),
-        ("read_file", {"path": "g"}, "INVALID_ARGUMENT"),
+        ("", {"calls": 1, "tools": {"read_file": 1}}, "INVALID_ARGUMENT"),
         ("", {"calls": 0}, "INVALID_ARGUMENT"),
         ("read_file", {"path": "o"}, "IDEMPOTENCY_KEY_REUSED"),
+        ("read_file", {}, "INVALID_ARGUMENT"),
     ]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,18 @@ import orjson
 import pytest
 
 import clawq
+from clawq.v1 import task_pb2 as pb
+from clawq.v1 import task_service_pb2 as ts
+from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq.v1 import worker_service_pb2 as ws
 from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.app import check_bind
 from clawq_server.config import AuthConfig, Config, TlsConfig, default_principal, hash_token
 from clawq_server.errors import InvalidArgument
 from clawq_server.policy.principal import Principal
+from clawq_server.queue import sqlite_ops
 from tests.conftest import ServerFactory
+from tests.e2e.rpc import rich
 from tests.processes import child_env
 from tests.security.certs import Authority
 
@@ -220,8 +228,8 @@ async def test_a_stream_never_queues_past_the_cap_and_acks_every_batch(
 async def test_a_rate_limited_stream_batch_is_refused_call_by_call_and_audited(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    """A batch past the principal's rate is acked RATE_LIMITED for each call, each refusal
-    is audited, and the stream goes on."""
+    """A batch past the principal's rate is acked RATE_LIMITED for each call, the refusal is
+    audited as one record counting the calls, and the stream goes on."""
     principals = _principals(tmp_path, rate_per_s=0.01, burst=3)
     calls = [clawq.Call("read_file", path=f"{i}") for i in range(6)]
     async with (
@@ -232,8 +240,8 @@ async def test_a_rate_limited_stream_batch_is_refused_call_by_call_and_audited(
     assert [a.accepted for a in acks] == [True] * 3 + [False] * 3
     assert {a.error.reason for a in acks[3:] if a.error} == {"RATE_LIMITED"}
     audit = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
-    refused = [r["args"]["path"] for r in audit if r.get("reason") == "RATE_LIMITED"]
-    assert sorted(refused) == ["3", "4", "5"]
+    refused = [r["args"] for r in audit if r.get("reason") == "RATE_LIMITED"]
+    assert refused == [{"calls": 3, "tools": {"read_file": 3}}]
 
 
 async def test_a_batch_larger_than_the_burst_is_admitted_once_and_paid_for(
@@ -253,3 +261,59 @@ async def test_a_batch_larger_than_the_burst_is_admitted_once_and_paid_for(
     assert caught.value.reason == "RATE_LIMITED"
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 6  # (1 token + a debt of 3) at 0.5 tokens/s, less a little
+
+
+async def test_a_cancelled_submit_keeps_its_room_until_its_write_ends(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that goes away while its task is being written does not free its room under
+    max_queued: the write goes on, so a submit meanwhile is refused, and the cap holds."""
+    entered, release = threading.Event(), threading.Event()
+    write = sqlite_ops.submit
+
+    def held_write(*args: Any, **kwargs: Any) -> Any:
+        if not release.is_set():
+            entered.set()
+            release.wait(10)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_ops, "submit", held_write)
+    call = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    handlers: list[asyncio.Task[Any]] = []
+    async with (
+        server_factory(workers=0, principal_overrides={"max_queued": 1}) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        count = served.app.queue.count_queued
+
+        async def counted(principal: str) -> int:
+            handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+            return await count(principal)
+
+        monkeypatch.setattr(served.app.queue, "count_queued", counted)
+        stub = ts_grpc.TaskServiceStub(channel)
+        first = stub.Submit(ts.SubmitRequest(call=call))
+        assert await asyncio.to_thread(entered.wait, 10)
+        first.cancel()
+        await _until(handlers[0].done)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Submit(ts.SubmitRequest(call=call), timeout=5)
+        finally:
+            release.set()
+        assert rich(caught.value).reason == "QUEUE_FULL"
+        await _until_stored(stub, 1)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def _until_stored(stub: ts_grpc.TaskServiceAsyncStub, count: int) -> None:
+    deadline = time.monotonic() + 10.0
+    while len((await stub.ListTasks(ts.ListTasksRequest())).tasks) != count:
+        assert time.monotonic() < deadline, f"{count} tasks were never stored"
+        await asyncio.sleep(0.01)

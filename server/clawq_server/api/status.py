@@ -15,8 +15,10 @@ from clawq_server import errors
 log = logging.getLogger(__name__)
 DOMAIN = "clawq"
 # Messages echo what the caller sent (an id, a tool name, a path); clipped, a status always
-# fits gRPC's trailing metadata, whatever the request held.
-MAX_TEXT = 1000
+# fits gRPC's 8 KiB of trailing metadata, whatever the request held: the message goes out
+# twice (percent-encoded, up to 3 characters a byte, and in the details) with the field
+# violation's path and description beside it.
+MAX_TEXT_BYTES = 512
 
 CODES: tuple[tuple[type[errors.ClawqError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -75,7 +77,10 @@ def to_status(error: BaseException) -> status_pb2.Status:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+    raw = text.encode(errors="replace")
+    if len(raw) <= MAX_TEXT_BYTES:
+        return text
+    return raw[: MAX_TEXT_BYTES - 3].decode(errors="ignore") + "…"
 
 
 async def abort(

@@ -177,7 +177,8 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         try:
             while (item := await in_flight.get()) is not None:
                 batch_id, pending = item
-                yield _acks(batch_id, await pending)
+                # Shielded: a cancelled RPC must not cancel a batch that is being stored.
+                yield _acks(batch_id, await asyncio.shield(pending))
             await reader
         except Exception as error:
             await abort(context, error)
@@ -290,7 +291,12 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         """Run one call and wait for its result."""
         try:
             principal = self._authenticate(context)
-            budget = _wait_budget(context, _requested_timeout(request))
+            try:
+                requested = _requested_timeout(request)
+            except InvalidArgument as error:
+                self._tasks.refused(principal, request.call.tool, {}, error)
+                raise
+            budget = _wait_budget(context, requested)
             try:
                 call = self._call(principal, request.call)
                 task = await self._tasks.execute(principal, call, budget)
