@@ -121,6 +121,7 @@ async def test_full_queue_answers_resource_exhausted(make_queue: MakeQueue) -> N
     with pytest.raises(ResourceExhausted) as caught:
         await queue.submit(overflow)
     assert caught.value.reason == "QUEUE_FULL"
+    assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
     assert await queue.get_many([t.id for t in overflow], None) == []
     await queue.submit([new_task()])
