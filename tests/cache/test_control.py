@@ -10,9 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from clawq_server.cache.base import Entry
 from clawq_server.cache.memory import MemoryStore
-from clawq_server.cache.redis import RedisStore
+from clawq_server.cache.redis import TIDY_CHUNK, RedisStore
 from clawq_server.cache.tool_cache import ToolCache, watcher
 from clawq_server.config import CacheConfig
 from clawq_server.model import ToolResult
@@ -209,6 +211,19 @@ async def test_a_shared_entry_is_served_only_within_the_readers_ttl(
             await asyncio.sleep(0.05)
 
 
+async def test_a_shared_entrys_age_is_told_by_the_stores_clock(
+    kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hosts' clocks may disagree: a reader whose wall clock runs an hour ahead of the
+    writer's still serves an entry stored a moment ago under a one-minute TTL."""
+    await files(kit.root, "t")
+    async with _sharing(kit, tmp_path, tool_ttl_s={"read_file": 60}) as (writer, reader):
+        await kit.call(writer, kit.read, path="t")
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() + 3600)
+        assert (await kit.call(reader, kit.read, path="t")).cached
+
+
 async def test_a_shared_entry_over_the_readers_size_cap_is_not_served(
     kit: Kit, tmp_path: Path
 ) -> None:
@@ -247,3 +262,18 @@ async def _until_past(moment: float) -> None:
     while time.time() <= moment:
         assert time.monotonic() < deadline, "the clock does not advance"
         await asyncio.sleep(0.001)
+
+
+async def test_tidying_removes_every_expired_index_field(tmp_path: Path) -> None:
+    """Expired index fields are tidied in chunks, all of them."""
+    with shared_redis_url(tmp_path) as url:
+        async with cleaned(url) as prefix:
+            store = RedisStore(url, prefix=prefix)
+            try:
+                for i in range(2 * TIDY_CHUNK + 7):
+                    await store.put(_entry(f"e{i}"), 0.001)
+                await _until_past(time.time() + 0.002)
+                assert await store.stats() == []
+                assert await store._client.hlen(store.keys.index) == 0
+            finally:
+                await store.close()

@@ -26,8 +26,9 @@ class Entry:
 
     ``result`` is held as a hit serves it (marked cached). ``id`` tells successive results
     under one key apart, so a host's own proof of an older result never vouches for a
-    newer one. ``created`` lets a process sharing the store with others refuse an entry
-    older than its own TTL for the tool.
+    newer one. ``age_s`` is how long ago a shared store took the entry, by the store's
+    own clock (hosts' clocks may disagree), so each process sharing it applies its own TTL;
+    a private store expires entries itself and leaves it 0.
     """
 
     key: str
@@ -40,7 +41,7 @@ class Entry:
     stamp: tuple[int, ...] | None = None
     digest: str = ""
     id: str = ""
-    created: float = 0.0  # wall-clock seconds: each reader applies its own TTL to it
+    age_s: float = 0.0
 
 
 def path_matches(path: str, prefix: str, pattern: str) -> bool:

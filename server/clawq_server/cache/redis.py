@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 _MAGIC = b"CQ1"
 _LEN = struct.Struct("<I")
 FLUSH_INTERVAL_S = 1.0
+TIDY_CHUNK = 500  # index fields compared and deleted per script call
 # HDEL of each ARGV field whose value is still the ARGV value after it.
 _HDEL_UNCHANGED = """
 local removed = 0
@@ -47,8 +49,8 @@ return removed
 """
 
 
-def encode(entry: Entry) -> bytes:
-    """An entry as bytes: magic, header length, JSON header, output, stderr."""
+def encode(entry: Entry, ttl_ms: int) -> bytes:
+    """An entry stored for ttl_ms as bytes: magic, header length, JSON header, output, stderr."""
     r = entry.result
     header = orjson.dumps(
         {
@@ -57,14 +59,14 @@ def encode(entry: Entry) -> bytes:
             "digest": entry.digest, "id": entry.id, "truncated": r.truncated,
             "stderr_truncated": r.stderr_truncated, "exit_code": r.exit_code,
             "signal": r.signal, "payload": r.payload, "output": len(r.output),
-            "created": entry.created,
+            "ttl_ms": ttl_ms,
         }
     )  # fmt: skip
     return b"".join((_MAGIC, _LEN.pack(len(header)), header, r.output, r.stderr))
 
 
-def decode(data: bytes) -> Entry | None:
-    """The entry encoded in data; None for bytes of another format."""
+def decode(data: bytes, left_ms: int) -> Entry | None:
+    """The entry encoded in data with left_ms of its TTL left; None for another format."""
     if not data.startswith(_MAGIC):
         return None
     (length,) = _LEN.unpack_from(data, len(_MAGIC))
@@ -86,8 +88,15 @@ def decode(data: bytes) -> Entry | None:
     root = tuple(h["root"])
     return Entry(
         h["key"], h["tool"], h["kind"], h["path"], result, h["size"],
-        (root[0], root[1]), stamp, h["digest"], h["id"], h.get("created", 0.0),
+        (root[0], root[1]), stamp, h["digest"], h["id"], _age(h.get("ttl_ms"), left_ms),
     )  # fmt: skip
+
+
+def _age(ttl_ms: int | None, left_ms: int) -> float:
+    """Seconds since the entry was stored; infinite when that cannot be known."""
+    if ttl_ms is None or left_ms < 0:
+        return math.inf
+    return max(ttl_ms - left_ms, 0) / 1000
 
 
 def _raw(value: bytes | str) -> bytes:
@@ -128,12 +137,16 @@ class RedisStore:
 
     async def get(self, key: str) -> Entry | None:
         """The entry under key; None when missing, expired or Redis is unreachable."""
+        name = self.keys.entry(key)
         try:
-            data = await self._client.get(self.keys.entry(key))
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(name)
+                pipe.pttl(name)
+                data, left_ms = await pipe.execute()
         except (RedisError, OSError) as error:
             log.warning("cache lookup failed: %s", error)
             return None
-        return decode(_raw(data)) if data is not None else None
+        return decode(_raw(data), int(left_ms)) if data is not None else None
 
     async def put(self, entry: Entry, ttl_s: float) -> None:
         """Store entry with a TTL, indexed by key and by the path it read."""
@@ -142,7 +155,7 @@ class RedisStore:
         path_key = self.keys.path(entry.path)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.entry(entry.key), encode(entry), px=ttl_ms)
+                pipe.set(self.keys.entry(entry.key), encode(entry, ttl_ms), px=ttl_ms)
                 pipe.hset(self.keys.index, entry.key, meta)
                 pipe.sadd(path_key, entry.key)
                 pipe.pexpire(path_key, ttl_ms, gt=True)
@@ -235,9 +248,11 @@ class RedisStore:
                     expired += (field, meta)
                 else:
                     yield field.decode(), decoded
-            if expired:
-                # Only fields still holding the expired value: a put since may have renewed one.
-                await self._drop_unchanged(keys=[self.keys.index], args=expired)
+            # Only fields still holding the expired value: a put since may have renewed one.
+            # In chunks, so no one script holds Redis for long.
+            for start in range(0, len(expired), 2 * TIDY_CHUNK):
+                chunk = expired[start : start + 2 * TIDY_CHUNK]
+                await self._drop_unchanged(keys=[self.keys.index], args=chunk)
 
     async def _flush(self) -> None:
         counts, self._counts = self._counts, Counter()

@@ -6,7 +6,6 @@ A result is served only while its proof holds (see fingerprint.py and proofs.py)
 from __future__ import annotations
 
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -179,8 +178,8 @@ class ToolCache:
 
     def _within_bounds(self, entry: Entry) -> bool:
         """True when this process's TTL and size cap for the tool allow serving entry."""
-        age = time.time() - entry.created
-        return age <= self._ttl(entry.tool) and entry.size <= self._config.max_entry_bytes
+        fresh = not self._store.shared or entry.age_s <= self._ttl(entry.tool)
+        return fresh and entry.size <= self._config.max_entry_bytes
 
     async def _single_flight(self, target: Target, compute: Compute) -> ToolResult:
         async def lead(flight: Flight) -> ToolResult:
@@ -220,7 +219,7 @@ class ToolCache:
         entry = Entry(
             target.key, target.tool, target.kind.value, target.path,
             replace(result, cached=True), size,
-            proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8), time.time(),
+            proof.root_id, proof.stamp, proof.digest, secrets.token_hex(8),
         )  # fmt: skip
         if not self._proofs.watching and target.kind is not Kind.OPAQUE:
             # No watches: a new walk must agree after the run.
