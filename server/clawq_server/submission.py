@@ -135,6 +135,15 @@ class Admission:
         """Record a refused call."""
         self.audit_request(principal, call.tool, dict(call.args), error)
 
+    def unstored(self, principal: Principal, calls: Sequence[Call], error: ClawqError) -> None:
+        """Admitted calls that were then refused as a whole (with a bad call of an atomic
+        batch, by a full queue, by the backend): audited, and their rate tokens returned."""
+        self._limiter.give_back(principal, len(calls))
+        if len(calls) == 1:
+            self.audit_refusal(principal, calls[0], error)
+        else:
+            self.audit_batch_refusal(principal, calls, error)
+
     def audit_batch_refusal(
         self, principal: Principal, calls: Sequence[Call], error: ClawqError
     ) -> None:

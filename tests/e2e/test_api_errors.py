@@ -341,7 +341,7 @@ async def test_every_refused_request_is_audited(
         ("read_file", {}, "INVALID_ARGUMENT"),
         ("t" * 128, {}, "TOOL_NOT_FOUND"),
         ("read_file", {}, "INVALID_ARGUMENT"),
-        ("", {"calls": 1, "tools": {"read_file": 1}}, "INVALID_ARGUMENT"),
+        ("read_file", {"path": "g"}, "INVALID_ARGUMENT"),
         ("", {"calls": 0}, "INVALID_ARGUMENT"),
         ("read_file", {"path": "o"}, "IDEMPOTENCY_KEY_REUSED"),
         ("read_file", {}, "INVALID_ARGUMENT"),

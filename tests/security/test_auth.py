@@ -317,3 +317,19 @@ async def _until_stored(stub: ts_grpc.TaskServiceAsyncStub, count: int) -> None:
     while len((await stub.ListTasks(ts.ListTasksRequest())).tasks) != count:
         assert time.monotonic() < deadline, f"{count} tasks were never stored"
         await asyncio.sleep(0.01)
+
+
+async def test_a_refused_batch_leaves_no_rate_debt(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """The tokens of a batch refused as a whole (here for one unknown tool among many good
+    calls) are given back: the principal is not locked out for calls never stored."""
+    principals = _principals(tmp_path, rate_per_s=0.01, burst=2)
+    good = [clawq.Call("read_file", path=f"{i}") for i in range(50)]
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+    ):
+        with pytest.raises(clawq.InvalidArgument):
+            await alice.submit_batch([*good, clawq.Call("no_such_tool")])
+        assert await alice.submit("read_file", path="after")

@@ -43,3 +43,10 @@ class RateLimiter:
                 f"rate limit of {rate:g} calls/s exceeded", retry_after=wait, reason="RATE_LIMITED"
             )
         bucket.tokens -= count
+
+    def give_back(self, principal: Principal, count: int) -> None:
+        """Return count tokens taken for calls that were then refused as a whole, so a
+        refused batch leaves no debt behind."""
+        bucket = self._buckets.get(principal.name)
+        if bucket is not None and count > 0:
+            bucket.tokens = min(float(max(principal.burst, 1)), bucket.tokens + count)
