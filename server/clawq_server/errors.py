@@ -15,8 +15,10 @@ ClawqError
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,22 +30,11 @@ class FieldViolation:
 
 
 class ClawqError(Exception):
-    """Base of every error clawq raises on purpose."""
+    """Base of every error clawq raises on purpose; violations name the request's fields
+    at fault, when there are any."""
 
     reason = "INTERNAL"
     retryable = False
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
-
-
-class InvalidArgument(ClawqError):
-    """The request is malformed; field_violations say where."""
-
-    reason = "INVALID_ARGUMENT"
 
     def __init__(
         self,
@@ -52,18 +43,32 @@ class InvalidArgument(ClawqError):
         *,
         reason: str | None = None,
     ) -> None:
-        super().__init__(message, reason=reason)
+        super().__init__(message)
+        self.message = message
         self.violations = list(violations)
+        if reason is not None:
+            self.reason = reason
 
     @classmethod
-    def field(cls, name: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+    def field(cls, name: str, description: str, *, reason: str | None = None) -> Self:
         """An error about one field."""
         return cls(f"{name}: {description}", [FieldViolation(name, description)], reason=reason)
 
-    def prefixed(self, prefix: str) -> InvalidArgument:
+    def prefixed(self, prefix: str) -> Self:
         """The same error with every field path put under prefix (e.g. ``calls[3].``)."""
-        moved = [FieldViolation(prefix + v.field, v.description) for v in self.violations]
-        return InvalidArgument(self.message, moved, reason=self.reason)
+        if not self.violations:
+            return self
+        moved = copy.copy(self)
+        moved.violations = [
+            FieldViolation(prefix + v.field, v.description) for v in self.violations
+        ]
+        return moved
+
+
+class InvalidArgument(ClawqError):
+    """The request is malformed; field_violations say where."""
+
+    reason = "INVALID_ARGUMENT"
 
 
 class NotFound(ClawqError):

@@ -223,7 +223,7 @@ class Tasks:
         out: list[Admitted | ClawqError] = []
         for i, call in enumerate(calls):
             item = next(admitted) if isinstance(call, Call) else call
-            out.append(item.prefixed(f"calls[{i}].") if isinstance(item, InvalidArgument) else item)
+            out.append(item.prefixed(f"calls[{i}].") if isinstance(item, ClawqError) else item)
         return out
 
 

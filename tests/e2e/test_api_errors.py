@@ -346,3 +346,41 @@ async def test_every_refused_request_is_audited(
         ("read_file", {"path": "o"}, "IDEMPOTENCY_KEY_REUSED"),
         ("read_file", {}, "INVALID_ARGUMENT"),
     ]
+
+
+def _read(path: str) -> pb.ToolCall:
+    return pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path=path))
+
+
+def _run(*argv: str) -> pb.ToolCall:
+    return pb.ToolCall(tool="execute_command", execute_command=pb.ExecuteCommandArgs(argv=argv))
+
+
+DENIED = [
+    ("path outside the root", _read("../x"), "args.path"),
+    ("absolute path elsewhere", _read("/etc/passwd"), "args.path"),
+    ("denied pattern", _read("a/.ssh/id"), "args.path"),
+    ("executable not allowed", _run("curl"), "args.argv[0]"),
+    ("argument not allowed", _run("find", ".", "-exec", "id", ";"), "args.argv[2]"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "field"), DENIED, ids=[c[0] for c in DENIED])
+async def test_a_policy_denial_names_the_field(
+    stub: ts_grpc.TaskServiceAsyncStub, case: str, call: pb.ToolCall, field: str
+) -> None:
+    """PERMISSION_DENIED carries a BadRequest naming the argument it refuses, alone and as
+    calls[i] in a batch."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Submit(ts.SubmitRequest(call=call))
+    denied = rich(caught.value)
+    assert (denied.code, denied.reason, denied.fields) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "POLICY_DENIED",
+        [f"call.{field}"],
+    ), case
+    good = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="a"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitBatch(ts.SubmitBatchRequest(calls=[good, call]))
+    assert rich(caught.value).fields == [f"calls[1].{field}"]
+    assert await _count(stub) == 0

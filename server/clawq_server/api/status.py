@@ -53,7 +53,7 @@ def to_status(error: BaseException) -> status_pb2.Status:
         error = errors.ClawqError("internal error")
     code = code_of(error)
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))]
-    if isinstance(error, errors.InvalidArgument) and error.violations:
+    if error.violations:
         details.append(
             _pack(
                 error_details_pb2.BadRequest(

@@ -131,7 +131,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             principal = self._authenticate(context)
             try:
                 outcome = await self._tasks.submit(principal, self._call(principal, request.call))
-            except InvalidArgument as error:
+            except ClawqError as error:
                 raise error.prefixed("call.") from None
             return ts.SubmitResponse(task_id=outcome.task_id, existing=outcome.existing)
         except Exception as error:
@@ -300,7 +300,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             try:
                 call = self._call(principal, request.call)
                 task = await self._tasks.execute(principal, call, budget)
-            except InvalidArgument as error:
+            except ClawqError as error:
                 raise error.prefixed("call.") from None
             if task.result is not None and task.result.cached:
                 return cast(ts.ExecuteResponse, self._encoded.execute_response(task))

@@ -98,8 +98,8 @@ class ArgRules:
         return None
 
     def _deny(self, index: int, arg: str, why: str) -> PolicyDenied:
-        return PolicyDenied(
-            f"args.argv[{index + 1}]: {arg!r} is not allowed for {self.program} ({why})"
+        return PolicyDenied.field(
+            f"args.argv[{index + 1}]", f"{arg!r} is not allowed for {self.program} ({why})"
         )
 
     def _check_arg(self, index: int, arg: str) -> None:
@@ -133,7 +133,7 @@ class ArgRules:
                 index += 1
             index += 1
         if index >= len(args):
-            raise PolicyDenied(f"args.argv: {self.program} needs a subcommand")
+            raise PolicyDenied.field("args.argv", f"{self.program} needs a subcommand")
         if self.subcommands is not None and args[index] not in self.subcommands:
             allowed = ", ".join(sorted(self.subcommands))
             raise self._deny(index, args[index], f"subcommands allowed: {allowed}")

@@ -120,11 +120,15 @@ def resolve_executable(principal: Principal, name: str) -> str:
     """The real path of argv[0] when it is an allowed executable; else PolicyDenied."""
     resolved = _real_program(name)
     if resolved is None:
-        raise PolicyDenied(f"args.argv[0]: {name!r} is not an allowed executable")
+        raise PolicyDenied.field("args.argv[0]", f"{name!r} is not an allowed executable")
     if real_path_inside(principal, Path(resolved)):
-        raise PolicyDenied(f"args.argv[0]: {name!r} is inside a workspace root, not a system tool")
+        raise PolicyDenied.field(
+            "args.argv[0]", f"{name!r} is inside a workspace root, not a system tool"
+        )
     if resolved not in allowed_executables(principal):
-        raise PolicyDenied(f"args.argv[0]: {name!r} ({resolved}) is not an allowed executable")
+        raise PolicyDenied.field(
+            "args.argv[0]", f"{name!r} ({resolved}) is not an allowed executable"
+        )
     return resolved
 
 
@@ -145,11 +149,11 @@ def rules_for(principal: Principal, name: str, executable: str) -> list[ArgRules
 def resolve_cwd(principal: Principal, cwd: str) -> Path:
     """The real working directory: cwd (relative to the first root) inside a root."""
     if not principal.roots:
-        raise PolicyDenied("args.cwd: the principal has no roots")
+        raise PolicyDenied.field("args.cwd", "the principal has no roots")
     base = principal.roots[0].path
     real = Path(os.path.realpath(base / cwd if cwd else base))
     if not real_path_inside(principal, real):
-        raise PolicyDenied(f"args.cwd: {cwd!r} is outside the allowed roots")
+        raise PolicyDenied.field("args.cwd", f"{cwd!r} is outside the allowed roots")
     if not real.is_dir():
         raise InvalidArgument.field("args.cwd", "is not a directory")
     return real
@@ -167,11 +171,11 @@ def build_env(
         if not isinstance(value, str) or "\0" in value or "\0" in name:
             raise InvalidArgument.field(field, "must be a string without NUL characters")
         if not _ENV_NAME.match(name):
-            raise PolicyDenied(f"{field}: not a valid variable name")
+            raise PolicyDenied.field(field, "not a valid variable name")
         if name in _ENV_DENIED or name.upper().startswith(_ENV_DENIED_PREFIXES):
-            raise PolicyDenied(f"{field}: setting {name} is never allowed")
+            raise PolicyDenied.field(field, f"setting {name} is never allowed")
         if name not in principal.env_allow:
-            raise PolicyDenied(f"{field}: {name} is not in the principal's env allow list")
+            raise PolicyDenied.field(field, f"{name} is not in the principal's env allow list")
         env[name] = value
     env.update(extra or {})
     return env
@@ -213,9 +217,9 @@ def _check_paths(principal: Principal, args: list[str], cwd: Path, rules: list[A
                 if ("/" in candidate or os.path.lexists(target)) and not path_allowed(
                     principal, target
                 ):
-                    raise PolicyDenied(
-                        f"args.argv[{index}]: {candidate!r} is outside the allowed roots "
-                        "or matches a deny pattern"
+                    raise PolicyDenied.field(
+                        f"args.argv[{index}]",
+                        f"{candidate!r} is outside the allowed roots or matches a deny pattern",
                     )
 
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from clawq_server.errors import InvalidArgument, PolicyDenied
+from clawq_server.errors import FieldViolation, InvalidArgument, PolicyDenied
 from clawq_server.policy.principal import Principal, Root
 
 NAME_MAX = 255
@@ -77,30 +77,34 @@ def _checked(
     if path.startswith("/"):
         found = _innermost(principal, _lexical_absolute(path), resolve=True)
         if found is None:
-            raise PolicyDenied(f"path {path!r} is outside every allowed root")
+            raise _denied(field, path, "is outside every allowed root")
         root, parts = found
     else:
-        root, parts = principal.roots[0], _normalise(path.split("/"), path)
+        root, parts = principal.roots[0], _normalise(path.split("/"), path, field)
         if len(principal.roots) > 1:
             whole = _root_parts(root) + parts
             root, parts = _innermost(principal, whole, resolve=False) or (root, parts)
     # A character encodes to at most 4 bytes: only a long path needs its parts encoded (the
     # parts are pieces of path, so a short path has no long part).
-    if len(path) > NAME_MAX // 4 and any(_byte_length(part) > NAME_MAX for part in parts):
-        raise InvalidArgument.field("path", f"has a component longer than {NAME_MAX} bytes")
+    if len(path) > NAME_MAX // 4 and any(_byte_length(part, field) > NAME_MAX for part in parts):
+        raise InvalidArgument.field(field, f"has a component longer than {NAME_MAX} bytes")
     pattern = denied_by(principal.deny_patterns, parts)
     if pattern is not None:
-        raise PolicyDenied(f"path {path!r} matches the deny pattern {pattern!r}")
+        raise _denied(field, path, f"matches the deny pattern {pattern!r}")
     if write and not root.writable:
-        raise PolicyDenied(f"path {path!r} is under a read-only root")
+        raise _denied(field, path, "is under a read-only root")
     return root, parts
 
 
-def _byte_length(part: str) -> int:
+def _denied(field: str, path: str, why: str) -> PolicyDenied:
+    return PolicyDenied(f"path {path!r} {why}", [FieldViolation(field, why)])
+
+
+def _byte_length(part: str, field: str) -> int:
     try:
         return len(part.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:  # a lone surrogate no file name can hold
-        raise InvalidArgument.field("path", "is not valid UTF-8") from None
+        raise InvalidArgument.field(field, "is not valid UTF-8") from None
 
 
 def resolve_root(root: Root) -> Path:
@@ -113,14 +117,14 @@ def _root_parts(root: Root) -> tuple[str, ...]:
     return _lexical_absolute(str(path))
 
 
-def _normalise(components: list[str], original: str) -> tuple[str, ...]:
+def _normalise(components: list[str], original: str, field: str) -> tuple[str, ...]:
     parts: list[str] = []
     for part in components:
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                raise PolicyDenied(f"path {original!r} climbs above its root")
+                raise _denied(field, original, "climbs above its root")
             parts.pop()
         else:
             parts.append(part)

@@ -24,7 +24,9 @@ class Permissions:
     def __call__(self, principal: Principal, tool: str, args: Mapping[str, Any]) -> None:
         """Raise PolicyDenied (or InvalidArgument) when the call is not allowed."""
         if not principal.may_use(tool):
-            raise PolicyDenied(f"tool {tool!r} is not allowed for principal {principal.name!r}")
+            raise PolicyDenied.field(
+                "tool", f"{tool!r} is not allowed for principal {principal.name!r}"
+            )
         check = self._checks.get(tool)
         if check is not None:
             check(principal, args)

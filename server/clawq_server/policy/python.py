@@ -57,7 +57,7 @@ def check_python(code: str, allowed_imports: frozenset[str]) -> None:
         reason = _offence(node, allowed_imports)
         if reason is not None:
             line = getattr(node, "lineno", 0)
-            raise PolicyDenied(f"args.code: line {line}: {reason}")
+            raise PolicyDenied.field("args.code", f"line {line}: {reason}")
 
 
 def _offence(node: ast.AST, allowed: frozenset[str]) -> str | None:
