@@ -81,6 +81,14 @@ class IdempotencyKeyReused(ClawqError):
     """The idempotency key was already used with other arguments."""
 
     reason = "IDEMPOTENCY_KEY_REUSED"
+    task_id = ""  # the task whose key clashed, so the API can name its call
+
+    @classmethod
+    def of(cls, key: str, task_id: str) -> IdempotencyKeyReused:
+        """The error of task_id's key, named as the call's idempotency_key field."""
+        error = cls.field("idempotency_key", f"{key!r} was used with other arguments")
+        error.task_id = task_id
+        return error
 
 
 class TaskAlreadyFinished(ClawqError):

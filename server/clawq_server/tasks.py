@@ -63,7 +63,13 @@ class Tasks:
         if refusal is not None:
             self._refuse_all(principal, admitted, refusal)
             raise refusal
-        stored = await self._store(principal, admitted, atomic=True)
+        try:
+            stored = await self._store(principal, admitted, atomic=True)
+        except IdempotencyKeyReused as error:
+            # Every call was admitted, so admitted[i] is calls[i].
+            ids = [item.task.id for item in admitted]
+            index = ids.index(error.task_id) if error.task_id in ids else None
+            raise error if index is None else error.prefixed(f"calls[{index}].") from None
         return [o for o in stored if isinstance(o, SubmitOutcome)]
 
     async def submit_each(
@@ -77,7 +83,16 @@ class Tasks:
         except ClawqError as error:
             # Each call is answered on its own, so the caller knows what to retry.
             return [error if isinstance(item, Admitted) else item for item in checked]
-        return [next(stored) if isinstance(item, Admitted) else item for item in checked]
+        out: list[SubmitOutcome | ClawqError] = []
+        for i, item in enumerate(checked):
+            if not isinstance(item, Admitted):
+                out.append(item)  # refused in admission, already under calls[i]
+                continue
+            outcome = next(stored)
+            if isinstance(outcome, ClawqError):
+                outcome = outcome.prefixed(f"calls[{i}].")
+            out.append(outcome)
+        return out
 
     def refused(self, principal: Principal, tool: str, args: JsonObject, error: ClawqError) -> None:
         """Audit a request refused before it became a Call (malformed, or a bad batch)."""

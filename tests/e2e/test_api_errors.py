@@ -12,6 +12,7 @@ import orjson
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
+from google.rpc import error_details_pb2
 
 from clawq.v1 import task_pb2 as pb
 from clawq.v1 import task_service_pb2 as ts
@@ -218,7 +219,25 @@ async def test_idempotency_key_reused_with_other_args(stub: ts_grpc.TaskServiceA
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Submit(ts.SubmitRequest(call=other))
     assert rich(caught.value).reason == "IDEMPOTENCY_KEY_REUSED"
-    assert await _count(stub) == 1
+    assert rich(caught.value).fields == ["call.idempotency_key"]
+    fresh = pb.ToolCall(tool="read_file", read_file=pb.ReadFileArgs(path="c"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitBatch(ts.SubmitBatchRequest(calls=[fresh, fresh, other]))
+    assert (rich(caught.value).reason, rich(caught.value).fields) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        ["calls[2].idempotency_key"],
+    )
+
+    async def batches() -> AsyncIterator[ts.SubmitStreamRequest]:
+        yield ts.SubmitStreamRequest(calls=[fresh, other])
+
+    [ack] = [ack async for ack in stub.SubmitStream(batches())]
+    assert ack.results[0].task_id
+    assert ack.results[1].error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    bad = error_details_pb2.BadRequest()
+    assert [d.Unpack(bad) for d in ack.results[1].error.details].count(True) == 1
+    assert [v.field for v in bad.field_violations] == ["calls[1].idempotency_key"]
+    assert await _count(stub) == 2
 
 
 FIELD_CASES = [

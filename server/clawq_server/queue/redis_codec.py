@@ -143,9 +143,7 @@ def outcomes(tasks: Sequence[NewTask], reply: Sequence[Any]) -> list[SubmitOutco
 
 def key_reused(task: NewTask) -> IdempotencyKeyReused:
     """The error of an idempotency key used before with other arguments."""
-    return IdempotencyKeyReused(
-        f"idempotency key {task.idempotency_key!r} was used with other arguments"
-    )
+    return IdempotencyKeyReused.of(task.idempotency_key, task.id)
 
 
 def to_stats(reply: Sequence[Any]) -> QueueStats:

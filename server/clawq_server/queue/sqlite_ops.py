@@ -52,9 +52,7 @@ def submit(
             if args_hash == task.args_hash:
                 outcomes.append(SubmitOutcome(task_id, existing=True))
                 continue
-            error = IdempotencyKeyReused(
-                f"idempotency key {task.idempotency_key!r} was used with other arguments"
-            )
+            error = IdempotencyKeyReused.of(task.idempotency_key, task.id)
             if atomic:
                 raise error
             outcomes.append(error)
