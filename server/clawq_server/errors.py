@@ -15,7 +15,6 @@ ClawqError
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -58,7 +57,9 @@ class ClawqError(Exception):
         """The same error with every field path put under prefix (e.g. ``calls[3].``)."""
         if not self.violations:
             return self
-        moved = copy.copy(self)
+        # Not copy.copy: it calls __init__ again, which some errors' signatures refuse.
+        moved = type(self).__new__(type(self), *self.args)
+        moved.__dict__.update(self.__dict__)
         moved.violations = [
             FieldViolation(prefix + v.field, v.description) for v in self.violations
         ]

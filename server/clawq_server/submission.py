@@ -135,10 +135,13 @@ class Admission:
         """Record a refused call."""
         self.audit_request(principal, call.tool, dict(call.args), error)
 
-    def unstored(self, principal: Principal, calls: Sequence[Call], error: ClawqError) -> None:
-        """Admitted calls that were then refused as a whole (with a bad call of an atomic
-        batch, by a full queue, by the backend): audited, and their rate tokens returned."""
-        self._limiter.give_back(principal, len(calls))
+    def unstored(
+        self, principal: Principal, calls: Sequence[Call], error: ClawqError, *, charged: int
+    ) -> None:
+        """Admitted calls that were then refused together (with a bad call of an atomic
+        batch, by a full queue): audited, and the rate tokens of all but charged of them
+        returned, so a refused batch leaves no debt yet every refused request still costs."""
+        self._limiter.give_back(principal, len(calls) - charged)
         if len(calls) == 1:
             self.audit_refusal(principal, calls[0], error)
         else:

@@ -50,7 +50,7 @@ class Tasks:
                 principal, 1, partial(submit_one, self._queue, admitted.task)
             )
         except ClawqError as error:
-            self._admission.unstored(principal, [call], error)
+            self._admission.audit_refusal(principal, call, error)
             raise
 
     async def submit_batch(
@@ -61,7 +61,8 @@ class Tasks:
         admitted = [item for item in checked if isinstance(item, Admitted)]
         refusal = next((item for item in checked if isinstance(item, ClawqError)), None)
         if refusal is not None:
-            self._refuse_all(principal, admitted, refusal)
+            # The refused call keeps its token; the calls refused with it get theirs back.
+            self._refuse_all(principal, admitted, refusal, charged=0)
             raise refusal
         try:
             stored = await self._store(principal, admitted, atomic=True)
@@ -137,7 +138,7 @@ class Tasks:
             store = partial(submit_one, self._queue, admitted.task)
             stored = await self._in_room(principal, 1, store)
         except (IdempotencyKeyReused, ResourceExhausted) as error:
-            self._admission.unstored(principal, [call], error)
+            self._admission.audit_refusal(principal, call, error)
             raise
         remaining = max(0.0, deadline - time.monotonic())
         return await self._queue.wait(stored.task_id, principal.name, remaining)
@@ -213,22 +214,23 @@ class Tasks:
                 principal, len(admitted), partial(self._queue.submit, tasks, atomic=atomic)
             )
         except ClawqError as error:
-            self._refuse_all(principal, admitted, error)
+            # One token stays spent: every refused request costs, however it is refused.
+            self._refuse_all(principal, admitted, error, charged=1)
             raise
         out: list[SubmitOutcome | ClawqError] = []
         for item, result in zip(admitted, results, strict=True):
             if isinstance(result, Exception):
                 refusal = _as_clawq(result)
-                self._admission.unstored(principal, [item.call], refusal)
+                self._admission.audit_refusal(principal, item.call, refusal)
                 out.append(refusal)
             else:
                 out.append(result)
         return out
 
     def _refuse_all(
-        self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError
+        self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError, *, charged: int
     ) -> None:
-        self._admission.unstored(principal, [a.call for a in admitted], error)
+        self._admission.unstored(principal, [a.call for a in admitted], error, charged=charged)
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

@@ -379,6 +379,11 @@ DENIED = [
     ("path outside the root", _read("../x"), "args.path"),
     ("absolute path elsewhere", _read("/etc/passwd"), "args.path"),
     ("denied pattern", _read("a/.ssh/id"), "args.path"),
+    (
+        "delete outside the root",
+        pb.ToolCall(tool="delete_file", delete_file=pb.DeleteFileArgs(path="../x")),
+        "args.path",
+    ),
     ("executable not allowed", _run("curl"), "args.argv[0]"),
     ("argument not allowed", _run("find", ".", "-exec", "id", ";"), "args.argv[2]"),
 ]

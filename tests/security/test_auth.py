@@ -333,3 +333,22 @@ async def test_a_refused_batch_leaves_no_rate_debt(
         with pytest.raises(clawq.InvalidArgument):
             await alice.submit_batch([*good, clawq.Call("no_such_tool")])
         assert await alice.submit("read_file", path="after")
+
+
+async def test_a_request_refused_by_the_store_still_costs_its_token(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A call refused for a reused idempotency key is charged like any other, so repeating
+    it cannot get round the rate limit."""
+    principals = _principals(tmp_path, rate_per_s=0.01, burst=2)
+    async with (
+        server_factory(auth=_auth(), principals=principals, workers=0) as served,
+        clawq.AsyncClient(served.target, token="alice-token") as alice,
+    ):
+        await alice.submit("read_file", path="a", idempotency_key="k")
+        reasons = []
+        for _ in range(3):
+            with pytest.raises(clawq.Error) as caught:
+                await alice.submit("read_file", path="other", idempotency_key="k")
+            reasons.append(caught.value.reason)
+    assert reasons == ["IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED", "RATE_LIMITED"]

@@ -44,16 +44,18 @@ class Confined:
         return "/".join(self.relative) or "."
 
 
-def confine(principal: Principal, path: str, *, write: bool = False) -> Confined:
+def confine(
+    principal: Principal, path: str, *, write: bool = False, field: str = "path"
+) -> Confined:
     """Check path against the principal's roots and deny patterns without touching it.
 
     Relative paths start at the first root; absolute ones must lie in some root. Either way
     the most specific (innermost) root containing the path decides, so a read-only root
     nested in a writable one keeps its files. Raises InvalidArgument for malformed paths and
     PolicyDenied for paths outside every root, matching a deny pattern, or (with write)
-    under a read-only root.
+    under a read-only root; either names field.
     """
-    root, parts = _checked(principal, path, write)
+    root, parts = _checked(principal, path, write, field)
     root_path = root.path if root.path.is_absolute() else Path(os.path.abspath(root.path))
     return Confined(root, parts, root_path)
 

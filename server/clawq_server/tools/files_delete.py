@@ -36,7 +36,9 @@ class DeleteFileTool(FileTool):
 
     def check(self, principal: Principal, args: JsonObject) -> None:
         """The path check, the recursive-delete policy and the refusal to delete a root."""
-        confined = paths.confine(principal, str(args.get("path", "")), write=True)
+        confined = paths.confine(
+            principal, str(args.get("path", "")), write=True, field="args.path"
+        )
         if args.get("recursive") and not principal.allow_recursive_delete:
             raise PolicyDenied(f"recursive delete is not allowed for {principal.name!r}")
         if _holds_a_root(principal, confined):
