@@ -93,12 +93,13 @@ def test_sibling_with_the_root_as_name_prefix_is_not_inside(tree: Tree) -> None:
 async def test_nul_bytes_in_a_path_are_invalid(
     tree: Tree, tool: str, extra: dict[str, Any]
 ) -> None:
-    """A NUL byte (which C would truncate at) is an invalid argument naming the path field."""
-    error = await refused(
-        tree, tool, kinds=InvalidArgument, path="a.txt\x00/../../outside/secret.txt", **extra
-    )
-    assert isinstance(error, InvalidArgument)
-    assert [v.field for v in error.violations] == ["path"]
+    """A NUL byte (which C would truncate at) is an invalid argument; admission names the
+    argument, args.path."""
+    path = "a.txt\x00/../../outside/secret.txt"
+    await refused(tree, tool, kinds=InvalidArgument, path=path, **extra)
+    with pytest.raises(InvalidArgument) as admitted:
+        await tree.call(tool, path=path, **extra)
+    assert [v.field for v in admitted.value.violations] == ["args.path"]
 
 
 async def test_an_overlong_component_is_an_invalid_argument(tree: Tree) -> None:
