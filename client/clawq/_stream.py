@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from clawq._channel import MAX_MESSAGE
@@ -107,7 +108,7 @@ class Outbox:
                 index=i,
                 task_id=r.task_id,
                 existing=r.existing,
-                error=from_status(r.error) if r.HasField("error") else None,
+                error=_per_call(from_status(r.error)) if r.HasField("error") else None,
             )
             for i, r in zip(indexes, response.results, strict=True)
         ]
@@ -117,3 +118,14 @@ class Outbox:
         """Local rejections that no sent batch carried (the calls after the last batch)."""
         leftovers, self._local = self._local, []
         return leftovers
+
+
+_IN_BATCH = re.compile(r"^calls\[\d+\]\.")
+
+
+def _per_call(error: Error) -> Error:
+    """The error of one call: the server names fields by position in its batch
+    (``calls[3].args.path``); an ack belongs to one call, so it says ``call.args.path`` as a
+    single submit would."""
+    error.field_violations = [(_IN_BATCH.sub("call.", f), d) for f, d in error.field_violations]
+    return error

@@ -113,6 +113,8 @@ async def test_submit_many_streams_with_per_item_errors(client: clawq.AsyncClien
     assert [a.index for a in rejected] == [1234]
     assert isinstance(rejected[0].error, clawq.Error)
     assert rejected[0].error.reason == "TOOL_NOT_FOUND"
+    # Named as the call's own field, not by its position in a server-side batch.
+    assert [f for f, _ in rejected[0].error.field_violations] == ["call.tool"]
     assert len({a.task_id for a in acks if a.accepted}) == 2499
 
 
