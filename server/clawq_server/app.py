@@ -220,7 +220,7 @@ async def _serve(app: App, tools: Toolset, policy: Policy, sink: AuditSink) -> S
         app.config.tls,
         TaskServicer(tasks, authenticate),
         AdminServicer(tools.registry, app.queue, app.cache, app.reload, authenticate),
-        WorkerServicer(app.queue, authenticate),
+        WorkerServicer(app.queue, authenticate, sink),
     )
 
 
@@ -268,7 +268,7 @@ class Reloader:
         self._stamp = self._file_stamp()
         try:
             fresh = await asyncio.to_thread(config_mod.load, current.source, self._env)
-        except (ClawqError, KeyError, TypeError, ValueError) as error:
+        except Exception as error:  # a malformed file can fail the loader in any way
             message = error.message if isinstance(error, ClawqError) else repr(error)
             log.warning("configuration reload refused: %s", message)
             return f"refused: {message}"

@@ -97,6 +97,7 @@ def default_principal(roots: list[Path]) -> Principal:
         roots=tuple(Root(r.resolve()) for r in roots),
         commands=DEFAULT_COMMANDS,
         worker=True,
+        admin=True,
     )
 
 
@@ -131,6 +132,7 @@ def _principal(raw: Mapping[str, Any], base: Path) -> Principal:
         burst=int(raw.get("burst", 0)),
         max_queued=int(raw.get("max_queued", 0)),
         worker=bool(raw.get("worker", False)),
+        admin=bool(raw.get("admin", False)),
     )
 
 

@@ -23,6 +23,7 @@ workers = 1
 name = "alice"
 token_sha256 = ["{alice}"]
 roots = [{{ path = "ws" }}]
+admin = true
 """
 BOB = """
 [[principals]]
@@ -81,11 +82,43 @@ async def test_invalid_file_is_refused_and_the_old_config_kept(tmp_path: Path) -
     _write(config, with_bob=False)
     server = await start_clawq("serve", "--listen", "127.0.0.1:0", "--config", str(config))
     try:
-        config.write_text("[[principals]]\nname = 'x'\nroots = [\n")
-        async with clawq.AsyncClient(server.target, token="alice-token") as client:
-            outcome = await client.reload_config()
-        assert not outcome.reloaded
-        assert "refused" in outcome.message
-        assert await _accepted(server.target, "alice-token")
+        for broken in ("[[principals]]\nname = 'x'\nroots = [\n", "server = []\n"):
+            config.write_text(broken)
+            async with clawq.AsyncClient(server.target, token="alice-token") as client:
+                outcome = await client.reload_config()
+            assert not outcome.reloaded
+            assert "refused" in outcome.message
+            assert await _accepted(server.target, "alice-token")
+        # The file watcher outlived the broken files: a valid edit still takes effect.
+        _write(config, with_bob=True)
+        await _eventually(lambda: _accepted(server.target, "bob-token"))
+    finally:
+        assert await server.stop() == 0
+
+
+async def test_only_an_admin_may_reload_or_read_across_principals(tmp_path: Path) -> None:
+    """AdminService beyond ListTools spans principals: a principal without admin = true gets
+    PERMISSION_DENIED for each of those calls, and may still list its tools."""
+    config = tmp_path / "clawq.toml"
+    (tmp_path / "ws").mkdir()
+    _write(config, with_bob=True)
+    server = await start_clawq("serve", "--listen", "127.0.0.1:0", "--config", str(config))
+    try:
+        async with clawq.AsyncClient(server.target, token="bob-token") as bob:
+            assert await bob.tools()
+            for call in (
+                bob.reload_config,
+                bob.queue_stats,
+                bob.cache_stats,
+                bob.cache_clear,
+                bob.requeue_dead,
+                lambda: bob.cache_invalidate(pattern="*"),
+            ):
+                with pytest.raises(clawq.PermissionDenied):
+                    await call()
+            with pytest.raises(clawq.PermissionDenied):
+                [page async for page in bob.dead_letters()]
+        async with clawq.AsyncClient(server.target, token="alice-token") as alice:
+            assert (await alice.queue_stats()).dead == 0
     finally:
         assert await server.stop() == 0

@@ -16,8 +16,9 @@ from clawq_server.api.sized import fitting_page
 from clawq_server.api.status import abort
 from clawq_server.api.task_service import decode_page_token, encode_page_token
 from clawq_server.cache.control import CacheControl
-from clawq_server.errors import ClawqError, InvalidArgument
+from clawq_server.errors import InvalidArgument, PolicyDenied
 from clawq_server.model import TaskPage, TaskQuery, TaskState
+from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
 from clawq_server.tools.registry import ToolRegistry
 
@@ -48,8 +49,17 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
         self._reload = reload
         self._authenticate = authenticate
 
+    def _admin(self, context: Ctx) -> Principal:
+        """The caller, when it is an admin: everything here but ListTools spans principals."""
+        principal = self._authenticate(context)
+        if not principal.admin:
+            raise PolicyDenied(
+                f"{principal.name!r} is not an admin (set admin = true in its [[principals]] table)"
+            )
+        return principal
+
     async def ListTools(self, request: adm.ListToolsRequest, context: Ctx) -> adm.ListToolsResponse:
-        """Every tool the caller may use."""
+        """Every tool the caller may use (any principal may ask)."""
         try:
             principal = self._authenticate(context)
             infos = []
@@ -76,7 +86,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.GetQueueStatsResponse:
         """Depths and counts of the queue."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             stats = await self._queue.stats()
             return adm.GetQueueStatsResponse(
                 depths=[
@@ -95,7 +105,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.ListDeadLettersResponse:
         """A page of DEAD tasks of every principal."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             if request.page_size < 0:
                 raise InvalidArgument.field("page_size", "must not be negative")
             query = TaskQuery(
@@ -113,7 +123,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.RequeueDeadLettersResponse:
         """Put DEAD tasks back in the queue."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             if not request.all and not request.task_ids:
                 raise InvalidArgument.field("task_ids", "name tasks, or set all")
             ids = None if request.all else list(request.task_ids)
@@ -126,7 +136,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.GetCacheStatsResponse:
         """Per-tool cache figures."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             enabled, stats = await self._cache.stats()
             return adm.GetCacheStatsResponse(
                 enabled=enabled,
@@ -151,7 +161,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.ClearCacheResponse:
         """Drop every cached result."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             return adm.ClearCacheResponse(removed=await self._cache.clear())
         except Exception as error:
             await abort(context, error)
@@ -161,7 +171,7 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.InvalidateCacheResponse:
         """Drop cached results by path prefix or glob pattern."""
         try:
-            principal = self._authenticate(context)
+            principal = self._admin(context)
             if not request.path_prefix and not request.pattern:
                 raise InvalidArgument.field("path_prefix", "give a path_prefix or a pattern")
             removed = await self._cache.invalidate(principal, request.path_prefix, request.pattern)
@@ -174,8 +184,8 @@ class AdminServicer(adm_grpc.AdminServiceServicer):
     ) -> adm.ReloadConfigResponse:
         """Re-read the configuration file."""
         try:
-            self._authenticate(context)
+            self._admin(context)
             message = await self._reload()
             return adm.ReloadConfigResponse(reloaded=not message, message=message)
-        except ClawqError as error:
+        except Exception as error:
             await abort(context, error)

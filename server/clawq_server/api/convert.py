@@ -9,7 +9,6 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
@@ -292,11 +291,6 @@ def _completed(message: pb.Task, task: Task, with_result: bool) -> pb.Task:
     if with_result and task.result is not None:
         message.result.CopyFrom(result_to_proto(task.result, task.tool))
     return message
-
-
-def seconds(duration: Duration | None, default: float) -> float:
-    """A Duration in seconds, or default when it is unset."""
-    return default if duration is None else duration.ToTimedelta().total_seconds()
 
 
 def timestamp_or_none(message: Message, field: str) -> datetime | None:

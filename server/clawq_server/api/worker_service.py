@@ -6,6 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clawq.v1 import worker_service_pb2 as ws
@@ -13,14 +15,20 @@ from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
 from clawq_server.api.status import abort
-from clawq_server.errors import InvalidArgument, PolicyDenied
-from clawq_server.model import Completion, Lease
+from clawq_server.audit import AuditSink
+from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied
+from clawq_server.model import Completion, Lease, TaskState, utcnow
+from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_LEASE_S = 30.0
+# A lease is renewed by heartbeats; one far in the future would hold a task for good.
+MAX_LEASE_S = 3600.0
 MAX_WAIT_S = 30.0
 MAX_LEASED = 1000
+MAX_TOOLS = 1000
+MAX_HEARTBEAT = 1000
 
 
 def _leased(lease: Lease) -> ws.LeasedTask:
@@ -31,42 +39,61 @@ def _leased(lease: Lease) -> ws.LeasedTask:
     )
 
 
-def _lease_for(seconds: float) -> timedelta:
-    if seconds <= 0:
-        raise InvalidArgument.field("lease_duration", "must be positive")
+def _seconds(message: Message, field: str, default: float) -> float:
+    """A Duration field in seconds (default when unset), without a datetime to overflow."""
+    if not message.HasField(field):
+        return default
+    duration: Duration = getattr(message, field)
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _lease_for(message: Message) -> timedelta:
+    seconds = _seconds(message, "lease_duration", DEFAULT_LEASE_S)
+    if not 0 < seconds <= MAX_LEASE_S:
+        raise InvalidArgument.field(
+            "lease_duration", f"must be more than 0 and at most {MAX_LEASE_S:g} seconds"
+        )
     return timedelta(seconds=seconds)
+
+
+def _tools(principal: Principal, offered: list[str]) -> list[str]:
+    """The offered tools the worker's principal may run: it never sees other tasks."""
+    if not offered:
+        raise InvalidArgument.field("tools", "name at least one tool")
+    if len(offered) > MAX_TOOLS:
+        raise InvalidArgument.field("tools", f"must name at most {MAX_TOOLS} tools")
+    allowed = [tool for tool in offered if principal.may_use(tool)]
+    if not allowed:
+        raise PolicyDenied.field("tools", f"{principal.name!r} may run none of these tools")
+    return allowed
 
 
 class WorkerServicer(ws_grpc.WorkerServiceServicer):
     """Translates WorkerService RPCs into queue calls; only worker principals may call."""
 
-    def __init__(self, queue: TaskQueue, authenticate: Authenticator) -> None:
+    def __init__(self, queue: TaskQueue, authenticate: Authenticator, audit: AuditSink) -> None:
         self._queue = queue
         self._authenticate = authenticate
+        self._audit = audit
 
-    def _check_worker(self, context: Ctx) -> None:
-        if not self._authenticate(context).worker:
+    def _worker(self, context: Ctx) -> Principal:
+        principal = self._authenticate(context)
+        if not principal.worker:
             raise PolicyDenied("this principal may not act as a worker")
+        return principal
 
     async def Lease(self, request: ws.LeaseRequest, context: Ctx) -> ws.LeaseResponse:
         """Hand out runnable tasks of the offered tools."""
         try:
-            self._check_worker(context)
-            if not request.tools:
-                raise InvalidArgument.field("tools", "name at least one tool")
+            tools = _tools(self._worker(context), list(request.tools))
             if not 1 <= request.max_tasks <= MAX_LEASED:
-                raise InvalidArgument.field("max_tasks", "must be between 1 and 1000")
-            lease_for = _lease_for(
-                convert.seconds(
-                    request.lease_duration if request.HasField("lease_duration") else None,
-                    DEFAULT_LEASE_S,
-                )
-            )
-            wait = convert.seconds(request.wait if request.HasField("wait") else None, 0.0)
+                raise InvalidArgument.field("max_tasks", f"must be between 1 and {MAX_LEASED}")
+            lease_for = _lease_for(request)
+            wait = _seconds(request, "wait", 0.0)
             remaining = context.time_remaining()
             wait = min(max(wait, 0.0), MAX_WAIT_S, (remaining or MAX_WAIT_S) - 0.1)
             leases = await self._queue.lease(
-                request.worker_id, list(request.tools), request.max_tasks, lease_for, max(wait, 0.0)
+                request.worker_id, tools, request.max_tasks, lease_for, max(wait, 0.0)
             )
             return ws.LeaseResponse(tasks=[_leased(lease) for lease in leases])
         except Exception as error:
@@ -75,15 +102,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
         """Extend leases; report the lost and the cancelled."""
         try:
-            self._check_worker(context)
-            lease_for = _lease_for(
-                convert.seconds(
-                    request.lease_duration if request.HasField("lease_duration") else None,
-                    DEFAULT_LEASE_S,
-                )
-            )
+            self._worker(context)
+            if len(request.leases) > MAX_HEARTBEAT:
+                raise InvalidArgument.field("leases", f"must hold at most {MAX_HEARTBEAT} leases")
             outcome = await self._queue.heartbeat(
-                [(ref.task_id, ref.lease_token) for ref in request.leases], lease_for
+                [(ref.task_id, ref.lease_token) for ref in request.leases], _lease_for(request)
             )
             return ws.HeartbeatResponse(
                 lost_task_ids=sorted(outcome.lost), cancelled_task_ids=sorted(outcome.cancelled)
@@ -92,25 +115,72 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             await abort(context, error)
 
     async def Complete(self, request: ws.CompleteRequest, context: Ctx) -> ws.CompleteResponse:
-        """Record a task's outcome, fenced by its lease token."""
+        """Record a task's outcome, fenced by its lease token; audited either way."""
+        worker: Principal | None = None
         try:
-            self._check_worker(context)
-            if not request.lease.task_id or not request.lease.lease_token:
-                raise InvalidArgument.field("lease", "task_id and lease_token are required")
-            completion = Completion(
-                result=convert.result_from_proto(request.result)
-                if request.HasField("result")
-                else None,
-                error=convert.error_from_proto(request.error)
-                if request.HasField("error")
-                else None,
-                retryable=request.retryable,
-            )
-            if completion.result is None and completion.error is None:
-                raise InvalidArgument.field("result", "give a result or an error")
+            worker = self._worker(context)
             state = await self._queue.complete(
-                request.lease.task_id, request.lease.lease_token, completion
+                request.lease.task_id, request.lease.lease_token, _completion(request)
             )
+            await self._audit_completion(worker, request, state)
             return ws.CompleteResponse(state=convert.STATE_TO_PB[state])
         except Exception as error:
+            if worker is not None and isinstance(error, ClawqError):
+                self._audit_refusal(worker, request, error)
             await abort(context, error)
+
+    async def _audit_completion(
+        self, worker: Principal, request: ws.CompleteRequest, state: TaskState
+    ) -> None:
+        found = await self._queue.get_many([request.lease.task_id], None)
+        task = found[0] if found else None
+        error = request.error if request.HasField("error") else None
+        self._audit.record(
+            {
+                "time": utcnow().isoformat(),
+                "principal": task.principal if task else "",
+                "worker": worker.name,
+                "tool": task.tool if task else "",
+                "args": dict(task.args) if task else {},
+                "task_id": request.lease.task_id,
+                "attempt": task.attempt if task else 0,
+                "decision": "allow",
+                "reason": error.reason if error else "",
+                "outcome": state.value,
+            }
+        )
+
+    def _audit_refusal(
+        self, worker: Principal, request: ws.CompleteRequest, error: ClawqError
+    ) -> None:
+        self._audit.record(
+            {
+                "time": utcnow().isoformat(),
+                "principal": worker.name,
+                "tool": "",
+                "args": {},
+                "task_id": request.lease.task_id[:64],
+                "decision": "deny",
+                "reason": error.reason,
+                "message": error.message[:512],
+                "outcome": "REFUSED",
+            }
+        )
+
+
+def _completion(request: ws.CompleteRequest) -> Completion:
+    """The completion a request carries; InvalidArgument naming what is wrong with it."""
+    if not request.lease.task_id or not request.lease.lease_token:
+        raise InvalidArgument.field("lease", "task_id and lease_token are required")
+    has_result, has_error = request.HasField("result"), request.HasField("error")
+    if has_result == has_error:
+        raise InvalidArgument.field("result", "give either a result or an error")
+    try:
+        result = convert.result_from_proto(request.result) if has_result else None
+    except InvalidArgument as error:
+        raise error.prefixed("result.") from None
+    return Completion(
+        result=result,
+        error=convert.error_from_proto(request.error) if has_error else None,
+        retryable=request.retryable,
+    )

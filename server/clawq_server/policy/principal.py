@@ -101,6 +101,7 @@ class Principal:
     burst: int = 0
     max_queued: int = 0  # 0: unlimited
     worker: bool = False  # may lease and complete tasks through WorkerService
+    admin: bool = False  # may see every principal's dead letters, the queue and the cache
 
     def may_use(self, tool: str) -> bool:
         """True when the tool is on this principal's list (or there is no list)."""
