@@ -44,6 +44,9 @@ def from_epoch(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+NO_DELAY = timedelta(0)
+
+
 class Call(NamedTuple):
     """A tool call as the caller asked for it (a NamedTuple: built per call of a batch)."""
 
@@ -51,7 +54,7 @@ class Call(NamedTuple):
     args: JsonObject
     idempotency_key: str = ""
     priority: int = 0
-    delay: timedelta = timedelta(0)
+    delay: timedelta = NO_DELAY
     max_attempts: int = 0
     idempotent: bool = False
 

@@ -15,7 +15,7 @@ import orjson
 
 from clawq_server.audit import AuditSink
 from clawq_server.errors import ClawqError, InvalidArgument
-from clawq_server.model import Call, JsonObject, NewTask, RetryPolicy, utcnow
+from clawq_server.model import NO_DELAY, Call, JsonObject, NewTask, RetryPolicy, utcnow
 from clawq_server.policy.limits import RateLimiter
 from clawq_server.policy.principal import Principal
 from clawq_server.tools.registry import ToolRegistry
@@ -23,7 +23,6 @@ from clawq_server.tools.registry import ToolRegistry
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_PRIORITY = 10
 MAX_ATTEMPTS = 100
-NO_DELAY = timedelta(0)
 # A refused call's tool name is recorded as sent, up to this length.
 MAX_AUDITED_TOOL = 128
 # A batch refused as a whole is recorded with the counts of its most frequent tools.

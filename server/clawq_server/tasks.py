@@ -205,7 +205,8 @@ class Tasks:
         self, principal: Principal, admitted: Sequence[Admitted], *, atomic: bool
     ) -> list[SubmitOutcome | ClawqError]:
         """Store admitted calls within the principal's room. A refusal of all of them is
-        audited for each and raised; a refusal of one is audited and left in its place."""
+        audited (as one record) and raised; a refusal of one is audited and left in its
+        place."""
         if not admitted:
             return []
         tasks = [a.task for a in admitted]

@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
@@ -17,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from clawq.v1 import task_pb2 as pb
 from clawq_server.errors import InvalidArgument
 from clawq_server.model import (
+    NO_DELAY,
     Call,
     JsonObject,
     SideEffect,
@@ -73,7 +75,6 @@ def _is_plain(fd: Any) -> bool:
 _PLAIN = frozenset(
     cls for cls in BUILTIN_ARGS.values() if all(_is_plain(fd) for fd in cls.DESCRIPTOR.fields)
 )
-NO_DELAY = timedelta(0)
 # Longer than any tool name a registry accepts; bounds what an error message echoes.
 MAX_TOOL_NAME = 128
 
@@ -89,12 +90,13 @@ def typed_args_to_dict(message: Message) -> dict[str, Any]:
     return {fd.name: _field_value(fd, v) for fd, v in message.ListFields()}
 
 
-def struct_to_dict(struct: Struct) -> dict[str, Any]:
-    """A Struct as a plain dict; InvalidArgument when it holds a NaN or an infinity."""
+def struct_to_dict(struct: Struct, field: str = "arguments") -> dict[str, Any]:
+    """A Struct as a plain dict; InvalidArgument naming field when it holds a NaN or an
+    infinity."""
     try:
         return json_format.MessageToDict(struct)
     except ValueError:
-        raise InvalidArgument.field("arguments", "must hold only finite numbers") from None
+        raise InvalidArgument.field(field, "must hold only finite numbers") from None
 
 
 def call_from_proto(message: pb.ToolCall) -> Call:
@@ -221,12 +223,7 @@ def _payload_from_proto(message: pb.TaskResult) -> dict[str, Any] | None:
         listing = message.listing
         entries = [{"path": e.path, "type": e.type, "size": e.size} for e in listing.entries]
         return {"entries": entries, "truncated": listing.truncated}
-    if not message.HasField("payload"):
-        return None
-    try:
-        return struct_to_dict(message.payload)
-    except InvalidArgument:
-        raise InvalidArgument.field("payload", "must hold only finite numbers") from None
+    return struct_to_dict(message.payload, "payload") if message.HasField("payload") else None
 
 
 def error_from_proto(message: pb.TaskError) -> TaskError:
@@ -291,6 +288,15 @@ def _completed(message: pb.Task, task: Task, with_result: bool) -> pb.Task:
     if with_result and task.result is not None:
         message.result.CopyFrom(result_to_proto(task.result, task.tool))
     return message
+
+
+def seconds_or_none(message: Message, field: str) -> float | None:
+    """A Duration field in seconds, or None when unset; read without a timedelta, so no
+    value can overflow."""
+    if not message.HasField(field):
+        return None
+    value: Duration = getattr(message, field)
+    return value.seconds + value.nanos / 1e9
 
 
 def timestamp_or_none(message: Message, field: str) -> datetime | None:

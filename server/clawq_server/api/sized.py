@@ -54,11 +54,12 @@ async def fitting_page(
     while True:
         page = await list_page(query)
         response = build(page)
-        if response.ByteSize() <= RESPONSE_BYTES:
+        size = response.ByteSize()
+        if size <= RESPONSE_BYTES:
             return response
         fitting = _fitting(response)
         if fitting == 0:
-            raise _too_large(response.ByteSize())  # one task alone does not fit
+            raise _too_large(size)  # one task alone does not fit
         # Fewer than last time, should the store have changed in between.
         query = replace(query, limit=min(fitting, len(page.tasks) - 1))
 

@@ -55,10 +55,8 @@ def _wait_budget(context: Ctx, requested: float | None) -> float:
 
 
 def _requested_timeout(request: ts.WaitTaskRequest | ts.ExecuteRequest) -> float | None:
-    if not request.HasField("timeout"):
-        return None
-    value = request.timeout.seconds + request.timeout.nanos / 1e9
-    if value < 0:
+    value = convert.seconds_or_none(request, "timeout")
+    if value is not None and value < 0:
         raise InvalidArgument.field("timeout", "must not be negative")
     return value
 

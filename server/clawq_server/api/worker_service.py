@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -39,16 +38,10 @@ def _leased(lease: Lease) -> ws.LeasedTask:
     )
 
 
-def _seconds(message: Message, field: str, default: float) -> float:
-    """A Duration field in seconds (default when unset), without a datetime to overflow."""
-    if not message.HasField(field):
-        return default
-    duration: Duration = getattr(message, field)
-    return duration.seconds + duration.nanos / 1e9
-
-
 def _lease_for(message: Message) -> timedelta:
-    seconds = _seconds(message, "lease_duration", DEFAULT_LEASE_S)
+    seconds = convert.seconds_or_none(message, "lease_duration")
+    if seconds is None:
+        seconds = DEFAULT_LEASE_S
     if not 0 < seconds <= MAX_LEASE_S:
         raise InvalidArgument.field(
             "lease_duration", f"must be more than 0 and at most {MAX_LEASE_S:g} seconds"
@@ -89,9 +82,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             if not 1 <= request.max_tasks <= MAX_LEASED:
                 raise InvalidArgument.field("max_tasks", f"must be between 1 and {MAX_LEASED}")
             lease_for = _lease_for(request)
-            wait = _seconds(request, "wait", 0.0)
+            wait = max(convert.seconds_or_none(request, "wait") or 0.0, 0.0)
             remaining = context.time_remaining()
-            wait = min(max(wait, 0.0), MAX_WAIT_S, (remaining or MAX_WAIT_S) - 0.1)
+            wait = min(wait, MAX_WAIT_S, (remaining or MAX_WAIT_S) - 0.1)
             leases = await self._queue.lease(
                 request.worker_id, tools, request.max_tasks, lease_for, max(wait, 0.0)
             )
