@@ -205,6 +205,7 @@ async def _start_worker(app: App, tools: Toolset, policy: Policy, sink: AuditSin
             lease_s=config.lease_s,
             grace_s=config.grace_s,
         ),
+        may_lease=lambda: sink.accepting,
     )
     await worker.start()
     return worker

@@ -135,6 +135,15 @@ class BackendUnavailable(ClawqError):
         self.retry_after = retry_after
 
 
+class AuditUnavailable(BackendUnavailable):
+    """The audit log is not being written: no call is taken until it is again."""
+
+    reason = "AUDIT_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("the audit log cannot be written now; nothing was taken")
+
+
 class LeaseLost(ClawqError):
     """The lease expired or was taken over; the completion is refused."""
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import orjson
 
 from clawq_server.audit import AuditSink
-from clawq_server.errors import ClawqError, InvalidArgument
+from clawq_server.errors import AuditUnavailable, ClawqError, InvalidArgument
 from clawq_server.model import NO_DELAY, Call, JsonObject, NewTask, RetryPolicy, utcnow
 from clawq_server.policy.limits import RateLimiter
 from clawq_server.policy.principal import Principal
@@ -106,6 +106,8 @@ class Admission:
     def admit(self, principal: Principal, call: Call) -> Admitted:
         """Check one call; raises the ClawqError that refuses it (audited)."""
         try:
+            if not self._audit.accepting:
+                raise AuditUnavailable
             return self._admit(principal, call, utcnow(), new_task_id())
         except ClawqError as error:
             self.audit_refusal(principal, call, error)
@@ -116,6 +118,8 @@ class Admission:
     ) -> list[Admitted | ClawqError]:
         """Check many calls; each position holds the admitted task or its error."""
         try:
+            if not self._audit.accepting:
+                raise AuditUnavailable
             self._limiter.take(principal, len(calls))
         except ClawqError as error:
             self.audit_batch_refusal(principal, calls, error)

@@ -131,13 +131,18 @@ class Tasks:
             self._recorder.add(cached)
             return cached
         deadline = time.monotonic() + timeout
-        try:
-            if principal.max_queued <= 0:
+        if principal.max_queued <= 0:
+            try:
                 return await self._queue.submit_and_wait(admitted.task, timeout)
-            # The room is held until the task is stored, not while it runs.
-            store = partial(submit_one, self._queue, admitted.task)
+            except (IdempotencyKeyReused, ResourceExhausted) as error:
+                # Only these are refusals: a backend error may come once the task is stored.
+                self._admission.audit_refusal(principal, call, error)
+                raise
+        # The room is held until the task is stored, not while it runs.
+        store = partial(submit_one, self._queue, admitted.task)
+        try:
             stored = await self._in_room(principal, 1, store)
-        except (IdempotencyKeyReused, ResourceExhausted) as error:
+        except ClawqError as error:
             self._admission.audit_refusal(principal, call, error)
             raise
         remaining = max(0.0, deadline - time.monotonic())

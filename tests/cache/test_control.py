@@ -17,6 +17,7 @@ from clawq_server.cache.memory import MemoryStore
 from clawq_server.cache.redis import TIDY_CHUNK, RedisStore
 from clawq_server.cache.tool_cache import ToolCache, watcher
 from clawq_server.config import CacheConfig
+from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied
 from clawq_server.model import ToolResult
 from clawq_server.policy.principal import Root
 from tests.cache.conftest import Kit, MakeCache, settle
@@ -133,6 +134,17 @@ async def test_invalidate_by_prefix_and_pattern(kit: Kit, make_cache: MakeCache)
         hits = {n: (await kit.call(cache, kit.read, path=n)).cached
                 for n in ("sub/one.txt", "sub2/two.txt", "three.md")}  # fmt: skip
     assert hits == {"sub/one.txt": False, "sub2/two.txt": True, "three.md": False}
+
+
+@pytest.mark.parametrize(("prefix", "error"), [("../x", PolicyDenied), ("a\0b", InvalidArgument)])
+async def test_a_refused_prefix_names_path_prefix(
+    kit: Kit, make_cache: MakeCache, prefix: str, error: type[ClawqError]
+) -> None:
+    """A prefix outside the roots, or malformed, is refused naming the request's field."""
+    async with make_cache() as cache:
+        with pytest.raises(error) as refused:
+            await cache.invalidate(kit.principal, prefix, "")
+    assert [v.field for v in refused.value.violations] == ["path_prefix"]
 
 
 async def test_clear_drops_everything(kit: Kit, make_cache: MakeCache) -> None:

@@ -1,4 +1,4 @@
-"""Redis-only behaviour across processes and outages: shared waits, restarts."""
+"""Redis-only behaviour across processes and outages: shared waits, restarts, refusals."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ import asyncio
 import struct
 import time
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio
 
+import clawq
 from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Completion, RetryPolicy, TaskError, TaskState, ToolResult
 from clawq_server.queue.base import submit_one
+from tests.conftest import ServerFactory
 from tests.contract.helpers import new_task
-from tests.redis_support import MakeRedisQueue, RedisServer
+from tests.redis_support import MakeRedisQueue, RedisServer, unique_prefix
 
 LONG = timedelta(seconds=30)
 
@@ -301,3 +306,27 @@ async def test_redis_restart_is_unavailable_then_recovers(
     [held] = await queue.lease("w1", None, 1, LONG, wait=2.0)
     await queue.complete(held.task.id, held.token, Completion())
     assert (await asyncio.wait_for(waiting, 5.0)).state == TaskState.SUCCEEDED
+
+
+async def test_execute_refused_by_an_unreachable_store_is_audited(
+    server_factory: ServerFactory, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Under max_queued the store is asked before the wait: its refusal (Redis down) is a
+    refused call and leaves a deny record, as a Submit's does."""
+    async with server_factory(
+        backend_url=private_redis.url,
+        redis_prefix=unique_prefix(),
+        workers=0,
+        principal_overrides={"max_queued": 10},
+    ) as served:
+        private_redis.stop()
+        async with clawq.AsyncClient(served.target, timeout=10.0) as client:
+            with pytest.raises(clawq.Unavailable):
+                await client.execute("write_file", path="x.txt", text="never")
+    [record] = [r for r in _audit(tmp_path / "audit.jsonl") if r["tool"] == "write_file"]
+    assert (record["decision"], record["reason"]) == ("deny", "BACKEND_UNAVAILABLE")
+    assert not (served.root / "x.txt").exists()
+
+
+def _audit(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]

@@ -15,7 +15,7 @@ from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator
 from clawq_server.api.status import abort
 from clawq_server.audit import AuditSink
-from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied
+from clawq_server.errors import AuditUnavailable, ClawqError, InvalidArgument, PolicyDenied
 from clawq_server.model import Completion, Lease, TaskState, utcnow
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
@@ -79,6 +79,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         """Hand out runnable tasks of the offered tools."""
         try:
             tools = _tools(self._worker(context), list(request.tools))
+            if not self._audit.accepting:
+                raise AuditUnavailable
             if not 1 <= request.max_tasks <= MAX_LEASED:
                 raise InvalidArgument.field("max_tasks", f"must be between 1 and {MAX_LEASED}")
             lease_for = _lease_for(request)

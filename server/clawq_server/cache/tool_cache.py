@@ -138,7 +138,10 @@ class ToolCache:
 
         A relative pattern is taken relative to the principal's first root.
         """
-        prefix = str(paths.confine(principal, path_prefix).absolute) if path_prefix else ""
+        confined = (
+            paths.confine(principal, path_prefix, field="path_prefix") if path_prefix else None
+        )
+        prefix = str(confined.absolute) if confined else ""
         if pattern and not pattern.startswith("/") and principal.roots:
             pattern = str(paths.resolve_root(principal.roots[0]) / pattern)
         return await self._store.drop_where(prefix, pattern)

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 COMPLETE_RETRY_S = (0.05, 1.0)
 PrincipalLookup = Callable[[str], Principal | None]
 LEASE_BATCH_DIVISOR = 4
+# How often a worker held back from leasing (see Worker) looks again.
+HELD_BACK_S = 0.1
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(slots=True)
@@ -109,8 +115,12 @@ class Worker:
         principals: PrincipalLookup,
         chain: Next,
         settings: WorkerSettings,
+        *,
+        may_lease: Callable[[], bool] = _always,
     ) -> None:
+        """may_lease() false holds leasing back: the audit log cannot take the runs' records."""
         self._queue = queue
+        self._may_lease = may_lease
         self._registry = registry
         self._principals = principals
         self._chain = chain
@@ -172,6 +182,9 @@ class Worker:
                 gathered = True
                 continue
             gathered = False
+            if not self._may_lease():
+                await asyncio.sleep(HELD_BACK_S)
+                continue
             try:
                 leases = await self._queue.lease(
                     self._settings.worker_id, self._settings.tools, free, lease_for, wait=1.0
