@@ -125,14 +125,21 @@ class ResourceExhausted(ClawqError):
 
 
 class BackendUnavailable(ClawqError):
-    """Redis or SQLite cannot be reached."""
+    """Redis or SQLite cannot be reached.
+
+    maybe_applied: the request was sent and its reply lost, so it may have taken effect (a
+    submission may be stored: retry it with the same idempotency key).
+    """
 
     reason = "BACKEND_UNAVAILABLE"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float = 1.0, maybe_applied: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
 
 
 class AuditUnavailable(BackendUnavailable):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import orjson
 
 from clawq_server.audit import AuditSink
-from clawq_server.errors import AuditUnavailable, ClawqError, InvalidArgument
+from clawq_server.errors import AuditUnavailable, BackendUnavailable, ClawqError, InvalidArgument
 from clawq_server.model import NO_DELAY, Call, JsonObject, NewTask, RetryPolicy, utcnow
 from clawq_server.policy.limits import RateLimiter
 from clawq_server.policy.principal import Principal
@@ -139,16 +139,38 @@ class Admission:
         self.audit_request(principal, call.tool, dict(call.args), error)
 
     def unstored(
-        self, principal: Principal, calls: Sequence[Call], error: ClawqError, *, charged: int
+        self,
+        principal: Principal,
+        admitted: Sequence[Admitted],
+        error: ClawqError,
+        *,
+        charged: int,
     ) -> None:
         """Admitted calls that were then refused together (with a bad call of an atomic
         batch, by a full queue): audited, and the rate tokens of all but charged of them
-        returned, so a refused batch leaves no debt yet every refused request still costs."""
-        self._limiter.give_back(principal, len(calls) - charged)
-        if len(calls) == 1:
-            self.audit_refusal(principal, calls[0], error)
+        returned, so a refused batch leaves no debt yet every refused request still costs.
+
+        Calls whose store lost its reply may be stored and run: each keeps its token and
+        is recorded with its task id and the outcome UNKNOWN.
+        """
+        if isinstance(error, BackendUnavailable) and error.maybe_applied:
+            for item in admitted:
+                self._audit.record(
+                    {
+                        **self._call_record(principal, item.task.tool, dict(item.call.args)),
+                        "task_id": item.task.id,
+                        "decision": "allow",
+                        "reason": error.reason,
+                        "message": error.message,
+                        "outcome": "UNKNOWN",
+                    }
+                )
+            return
+        self._limiter.give_back(principal, len(admitted) - charged)
+        if len(admitted) == 1:
+            self.audit_refusal(principal, admitted[0].call, error)
         else:
-            self.audit_batch_refusal(principal, calls, error)
+            self.audit_batch_refusal(principal, [a.call for a in admitted], error)
 
     def audit_batch_refusal(
         self, principal: Principal, calls: Sequence[Call], error: ClawqError
@@ -165,10 +187,7 @@ class Admission:
         """Record a refused request, also one too malformed to be a Call."""
         self._audit.record(
             {
-                "time": utcnow().isoformat(),
-                "principal": principal.name,
-                "tool": tool[:MAX_AUDITED_TOOL],
-                "args": dict(args),
+                **self._call_record(principal, tool[:MAX_AUDITED_TOOL], dict(args)),
                 "decision": "deny",
                 "reason": error.reason,
                 "message": error.message,
@@ -180,10 +199,7 @@ class Admission:
         """Record a call answered from the cache (it never reaches a worker's audit link)."""
         self._audit.record(
             {
-                "time": utcnow().isoformat(),
-                "principal": principal.name,
-                "tool": task.tool,
-                "args": dict(args),
+                **self._call_record(principal, task.tool, dict(args)),
                 "task_id": task.id,
                 "decision": "allow",
                 "reason": "",
@@ -192,6 +208,15 @@ class Admission:
                 "duration_ms": 0.0,
             }
         )
+
+    @staticmethod
+    def _call_record(principal: Principal, tool: str, args: JsonObject) -> dict[str, object]:
+        return {
+            "time": utcnow().isoformat(),
+            "principal": principal.name,
+            "tool": tool,
+            "args": args,
+        }
 
     def _admit(
         self, principal: Principal, call: Call, now: datetime, task_id: str, *, rate: bool = True

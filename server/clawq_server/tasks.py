@@ -50,7 +50,7 @@ class Tasks:
                 principal, 1, partial(submit_one, self._queue, admitted.task)
             )
         except ClawqError as error:
-            self._admission.audit_refusal(principal, call, error)
+            self._refuse_all(principal, [admitted], error, charged=1)
             raise
 
     async def submit_batch(
@@ -143,7 +143,7 @@ class Tasks:
         try:
             stored = await self._in_room(principal, 1, store)
         except ClawqError as error:
-            self._admission.audit_refusal(principal, call, error)
+            self._refuse_all(principal, [admitted], error, charged=1)
             raise
         remaining = max(0.0, deadline - time.monotonic())
         return await self._queue.wait(stored.task_id, principal.name, remaining)
@@ -236,7 +236,7 @@ class Tasks:
     def _refuse_all(
         self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError, *, charged: int
     ) -> None:
-        self._admission.unstored(principal, [a.call for a in admitted], error, charged=charged)
+        self._admission.unstored(principal, admitted, error, charged=charged)
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import struct
 import time
 from datetime import timedelta
@@ -18,7 +19,7 @@ from clawq_server.errors import BackendUnavailable
 from clawq_server.model import Completion, RetryPolicy, TaskError, TaskState, ToolResult
 from clawq_server.queue.base import submit_one
 from tests.conftest import ServerFactory
-from tests.contract.helpers import new_task
+from tests.contract.helpers import eventually, new_task
 from tests.redis_support import MakeRedisQueue, RedisServer, unique_prefix
 
 LONG = timedelta(seconds=30)
@@ -330,3 +331,35 @@ async def test_execute_refused_by_an_unreachable_store_is_audited(
 
 def _audit(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+@pytest.mark.slow
+async def test_a_submit_whose_reply_is_lost_is_audited_with_its_task_id(
+    server_factory: ServerFactory, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Redis is stopped past the server's socket timeout (5 s) with the submission in its
+    socket, then goes on and applies it: the caller hears that it may have taken effect,
+    and the audit record is not a refusal but the task's id with the outcome UNKNOWN."""
+    async with server_factory(
+        backend_url=private_redis.url, redis_prefix=unique_prefix(), workers=0
+    ) as served:
+        assert private_redis.process is not None
+        async with clawq.AsyncClient(served.target, timeout=30.0) as client:
+            await client.submit("read_file", path="first.txt")  # loads the submit script
+        private_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            async with clawq.AsyncClient(served.target, timeout=30.0) as client:
+                with pytest.raises(clawq.Unavailable, match="may have taken effect"):
+                    await client.submit("write_file", path="x.txt", text="late")
+        finally:
+            private_redis.process.send_signal(signal.SIGCONT)
+        async with clawq.AsyncClient(served.target, timeout=30.0) as client:
+
+            async def listed() -> list[clawq.Task]:
+                return [task async for page in client.list_tasks() for task in page]
+
+            stored = await eventually(listed, lambda tasks: len(tasks) == 2)
+    assert [task.tool for task in stored] == ["write_file", "read_file"]  # newest first
+    [record] = [r for r in _audit(tmp_path / "audit.jsonl") if r["tool"] == "write_file"]
+    assert (record["outcome"], record["task_id"]) == ("UNKNOWN", stored[0].id)
+    assert (record["decision"], record["reason"]) == ("allow", "BACKEND_UNAVAILABLE")

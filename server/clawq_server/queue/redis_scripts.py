@@ -122,13 +122,25 @@ def open_pool(url: str, size: int, timeout: float) -> BlockingConnectionPool:
 _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
+# redis-py's words for a command that never left: no connection was made or free.
+_NOT_SENT = ("connecting", "No connection available")
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
-    """Turn Redis being unreachable, loading or read-only into BackendUnavailable."""
+    """Turn Redis being unreachable, loading or read-only into BackendUnavailable; one whose
+    reply was lost (a timeout or a connection dropped after sending) may have been applied."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
+    except ReadOnlyError as exc:
         raise BackendUnavailable("the queue backend is unavailable") from exc
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        if any(words in str(exc) for words in _NOT_SENT):
+            raise BackendUnavailable("the queue backend is unavailable") from exc
+        raise BackendUnavailable(
+            "the queue backend did not answer; the request may have taken effect",
+            maybe_applied=True,
+        ) from exc
     except ResponseError as exc:
         if str(exc).startswith(_UNAVAILABLE_REPLIES):
             raise BackendUnavailable("the queue backend is unavailable") from exc
