@@ -142,6 +142,15 @@ class BackendUnavailable(ClawqError):
         self.maybe_applied = maybe_applied
 
 
+class BackendFull(BackendUnavailable):
+    """The backend is out of memory (Redis at maxmemory with noeviction): nothing was written."""
+
+    reason = "BACKEND_FULL"
+
+    def __init__(self) -> None:
+        super().__init__("the queue backend is out of memory; nothing was written")
+
+
 class AuditUnavailable(BackendUnavailable):
     """The audit log is not being written: no call is taken until it is again."""
 

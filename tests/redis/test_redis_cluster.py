@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 import redis.asyncio
 
 import clawq
-from clawq_server.errors import BackendUnavailable
+from clawq_server.errors import BackendFull, BackendUnavailable
 from clawq_server.model import Completion, RetryPolicy, TaskError, TaskState, ToolResult
 from clawq_server.queue.base import submit_one
 from tests.conftest import ServerFactory
@@ -280,6 +281,70 @@ async def test_reads_after_a_redis_restart_do_not_fail_on_connections_from_befor
     found = await asyncio.gather(*(queue.get_many([task.id], None) for _ in range(8)))
     assert [[t.id for t in tasks] for tasks in found] == [[task.id]] * 8
     assert (await queue.stats()).ready_by_priority == {0: 1}
+
+
+async def test_a_redis_out_of_memory_refuses_and_stores_nothing(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """At maxmemory (noeviction) a submission is BACKEND_FULL, retryable and not stored;
+    once memory is freed the same queue goes on."""
+    queue = await make_redis_queue()
+    await queue.submit([new_task()])  # the scripts are loaded
+    admin = redis.asyncio.Redis.from_url(private_redis.url)
+    await admin.config_set("maxmemory", 1)
+    refused = new_task()
+    with pytest.raises(BackendFull) as full:
+        await queue.submit([refused])
+    assert (full.value.reason, full.value.maybe_applied) == ("BACKEND_FULL", False)
+    await admin.config_set("maxmemory", 0)
+    assert await queue.get_many([refused.id], None) == []
+    await queue.submit([refused])
+    assert [t.id for t in await queue.get_many([refused.id], None)] == [refused.id]
+    await admin.aclose()
+
+
+BUSY_SCRIPT = """
+local started = redis.call('TIME')
+repeat
+    local now = redis.call('TIME')
+until (now[1] - started[1]) * 1000000 + now[2] - started[2] > 1500000
+return 1
+"""
+
+
+async def test_a_redis_busy_in_a_script_refuses_without_doubt(
+    make_redis_queue: MakeRedisQueue, private_redis: RedisServer
+) -> None:
+    """While another client's script holds Redis past busy-reply-threshold, a submission is
+    refused as unavailable, not reported as possibly stored."""
+    queue = await make_redis_queue()
+    await queue.submit([new_task()])
+    admin = redis.asyncio.Redis.from_url(private_redis.url)
+    await admin.config_set("busy-reply-threshold", 50)
+    busy = asyncio.create_task(asyncio.to_thread(_run_script, private_redis.url, BUSY_SCRIPT))
+    probe = redis.asyncio.Redis.from_url(private_redis.url)
+
+    async def answers_busy() -> bool:
+        try:
+            await probe.ping()
+        except redis.exceptions.ResponseError as error:
+            return str(error).startswith("BUSY ")
+        return False
+
+    await eventually(answers_busy, bool)
+    refused = new_task()
+    with pytest.raises(BackendUnavailable) as unavailable:
+        await queue.submit([refused])
+    assert not unavailable.value.maybe_applied
+    await busy
+    assert await queue.get_many([refused.id], None) == []
+    await probe.aclose()
+    await admin.aclose()
+
+
+def _run_script(url: str, script: str) -> object:
+    with redis.Redis.from_url(url) as client:
+        return client.eval(script, 0)
 
 
 async def test_redis_restart_is_unavailable_then_recovers(

@@ -15,11 +15,17 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clawq_server.errors import BackendUnavailable
+from clawq_server.errors import BackendFull, BackendUnavailable
 from clawq_server.queue.redis_codec import READ_FIELDS
 
 HEALTH_CHECK_S = 10
@@ -118,22 +124,28 @@ def open_pool(url: str, size: int, timeout: float) -> BlockingConnectionPool:
     )
 
 
-# Replies that mean "this Redis cannot serve writes right now", not a bug.
-_UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-
-
+# Replies that mean "this Redis cannot serve writes right now", not a bug. ("BUSY " with
+# its space: BUSYGROUP is an answer about a consumer group.)
+_UNAVAILABLE_REPLIES = (
+    "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY ", "MISCONF", "NOREPLICAS"
+)  # fmt: skip
+# Answers redis-py raises as connection errors although Redis refused the command.
+_REFUSED = (ReadOnlyError, BusyLoadingError, AuthenticationError)
 # redis-py's words for a command that never left: no connection was made or free.
 _NOT_SENT = ("connecting", "No connection available")
 
 
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
-    """Turn Redis being unreachable, loading or read-only into BackendUnavailable; one whose
-    reply was lost (a timeout or a connection dropped after sending) may have been applied."""
+    """Turn Redis being unreachable, loading, full or read-only into BackendUnavailable; one
+    whose reply was lost (a timeout, a connection dropped after sending) may have been
+    applied."""
     try:
         yield
-    except ReadOnlyError as exc:
+    except _REFUSED as exc:
         raise BackendUnavailable("the queue backend is unavailable") from exc
+    except OutOfMemoryError as exc:
+        raise BackendFull from exc
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         if any(words in str(exc) for words in _NOT_SENT):
             raise BackendUnavailable("the queue backend is unavailable") from exc
