@@ -127,8 +127,9 @@ class ResourceExhausted(ClawqError):
 class BackendUnavailable(ClawqError):
     """Redis or SQLite cannot be reached.
 
-    maybe_applied: the request was sent and its reply lost, so it may have taken effect (a
-    submission may be stored: retry it with the same idempotency key).
+    maybe_applied: a write was sent and its reply lost, so it may have taken effect (a
+    submission may be stored: retry it with the same idempotency key). Its reason is
+    OUTCOME_UNKNOWN, so clients can tell.
     """
 
     reason = "BACKEND_UNAVAILABLE"
@@ -137,7 +138,7 @@ class BackendUnavailable(ClawqError):
     def __init__(
         self, message: str, *, retry_after: float = 1.0, maybe_applied: bool = False
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, reason="OUTCOME_UNKNOWN" if maybe_applied else None)
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
 

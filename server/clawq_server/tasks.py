@@ -132,12 +132,8 @@ class Tasks:
             return cached
         deadline = time.monotonic() + timeout
         if principal.max_queued <= 0:
-            try:
-                return await self._queue.submit_and_wait(admitted.task, timeout)
-            except (IdempotencyKeyReused, ResourceExhausted) as error:
-                # Only these are refusals: a backend error may come once the task is stored.
-                self._admission.audit_refusal(principal, call, error)
-                raise
+            refused = partial(self._refuse_all, principal, [admitted], charged=1)
+            return await self._queue.submit_and_wait(admitted.task, timeout, refused=refused)
         # The room is held until the task is stored, not while it runs.
         store = partial(submit_one, self._queue, admitted.task)
         try:

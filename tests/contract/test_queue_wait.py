@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from clawq_server.errors import IdempotencyKeyReused, NotFound, ResourceExhausted
+from clawq_server.errors import ClawqError, IdempotencyKeyReused, NotFound, ResourceExhausted
 from clawq_server.model import Completion, TaskState, ToolResult
 from clawq_server.queue.base import TaskQueue
 
@@ -62,15 +62,20 @@ async def test_submit_and_wait_with_a_used_key_waits_on_the_earlier_task(
 
 
 async def test_submit_and_wait_refusals_raise_and_store_nothing(make_queue: MakeQueue) -> None:
-    """A reused key with other arguments, or a full queue, raises; nothing is stored."""
-    queue = await make_queue(max_queued=1)
+    """A reused key with other arguments, or a full queue, raises (shown to refused first);
+    nothing is stored. A task stored and then waited on is no refusal."""
+    queue = await make_queue(max_queued=2)
     await queue.submit([new_task(key="k1", args={"path": "a"})])
+    seen: list[ClawqError] = []
+    stored = await queue.submit_and_wait(new_task(), timeout=0.1, refused=seen.append)
+    assert (stored.state, seen) == (TaskState.QUEUED, [])
     clash = new_task(key="k1", args={"path": "b"})
-    with pytest.raises(IdempotencyKeyReused):
-        await queue.submit_and_wait(clash, timeout=1.0)
+    with pytest.raises(IdempotencyKeyReused) as reused:
+        await queue.submit_and_wait(clash, timeout=1.0, refused=seen.append)
     overflow = new_task()
-    with pytest.raises(ResourceExhausted):
-        await queue.submit_and_wait(overflow, timeout=1.0)
+    with pytest.raises(ResourceExhausted) as full:
+        await queue.submit_and_wait(overflow, timeout=1.0, refused=seen.append)
+    assert seen == [reused.value, full.value]
     assert await queue.get_many([clash.id, overflow.id], None) == []
 
 

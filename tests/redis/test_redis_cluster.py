@@ -402,29 +402,36 @@ def _audit(path: Path) -> list[dict[str, Any]]:
 async def test_a_submit_whose_reply_is_lost_is_audited_with_its_task_id(
     server_factory: ServerFactory, private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    """Redis is stopped past the server's socket timeout (5 s) with the submission in its
-    socket, then goes on and applies it: the caller hears that it may have taken effect,
-    and the audit record is not a refusal but the task's id with the outcome UNKNOWN."""
+    """Redis is stopped past the server's socket timeout (5 s) with a Submit and an Execute
+    in its socket, then goes on and applies them: each caller hears that it may have taken
+    effect, and each audit record is not a refusal but the task's id with outcome UNKNOWN."""
     async with server_factory(
         backend_url=private_redis.url, redis_prefix=unique_prefix(), workers=0
     ) as served:
         assert private_redis.process is not None
         async with clawq.AsyncClient(served.target, timeout=30.0) as client:
             await client.submit("read_file", path="first.txt")  # loads the submit script
-        private_redis.process.send_signal(signal.SIGSTOP)
-        try:
-            async with clawq.AsyncClient(served.target, timeout=30.0) as client:
-                with pytest.raises(clawq.Unavailable, match="may have taken effect"):
-                    await client.submit("write_file", path="x.txt", text="late")
-        finally:
-            private_redis.process.send_signal(signal.SIGCONT)
-        async with clawq.AsyncClient(served.target, timeout=30.0) as client:
+            private_redis.process.send_signal(signal.SIGSTOP)
+            try:
+                outcomes = await asyncio.gather(
+                    client.submit("write_file", path="x.txt", text="late"),
+                    client.execute("write_file", path="y.txt", text="late"),
+                    return_exceptions=True,
+                )
+            finally:
+                private_redis.process.send_signal(signal.SIGCONT)
+            for outcome in outcomes:
+                assert isinstance(outcome, clawq.Unavailable)
+                assert "may have taken effect" in str(outcome)
 
             async def listed() -> list[clawq.Task]:
                 return [task async for page in client.list_tasks() for task in page]
 
-            stored = await eventually(listed, lambda tasks: len(tasks) == 2)
-    assert [task.tool for task in stored] == ["write_file", "read_file"]  # newest first
-    [record] = [r for r in _audit(tmp_path / "audit.jsonl") if r["tool"] == "write_file"]
-    assert (record["outcome"], record["task_id"]) == ("UNKNOWN", stored[0].id)
-    assert (record["decision"], record["reason"]) == ("allow", "BACKEND_UNAVAILABLE")
+            stored = await eventually(listed, lambda tasks: len(tasks) == 3)
+    late = {task.id for task in stored if task.tool == "write_file"}
+    records = [r for r in _audit(tmp_path / "audit.jsonl") if r["tool"] == "write_file"]
+    assert len(late) == len(records) == 2
+    assert {r["task_id"] for r in records} == late
+    for record in records:
+        assert record["outcome"] == "UNKNOWN"
+        assert (record["decision"], record["reason"]) == ("allow", "OUTCOME_UNKNOWN")

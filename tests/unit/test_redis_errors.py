@@ -9,9 +9,9 @@ from clawq_server.errors import BackendFull, BackendUnavailable
 from clawq_server.queue.redis_scripts import translated
 
 
-def _translate(error: Exception) -> Exception:
+def _translate(error: Exception, *, write: bool = True) -> Exception:
     try:
-        with translated():
+        with translated(write=write):
             raise error
     except Exception as raised:  # whatever translated() made of error
         return raised
@@ -49,10 +49,13 @@ def test_a_refusal_is_unavailable_and_certainly_not_applied(error: Exception) ->
     ],
 )
 def test_a_lost_reply_may_have_been_applied(error: Exception) -> None:
-    """The command may have run: the caller is told so."""
+    """The write may have run: the caller is told so, by a reason of its own."""
     translated_error = _translate(error)
     assert isinstance(translated_error, BackendUnavailable)
-    assert translated_error.maybe_applied
+    assert (translated_error.maybe_applied, translated_error.reason) == (True, "OUTCOME_UNKNOWN")
+    read = _translate(error, write=False)
+    assert isinstance(read, BackendUnavailable)
+    assert (read.maybe_applied, read.reason) == (False, "BACKEND_UNAVAILABLE")
 
 
 def test_out_of_memory_is_backend_full() -> None:

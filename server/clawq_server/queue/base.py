@@ -10,7 +10,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Protocol
 
-from clawq_server.errors import BackendUnavailable
+from clawq_server.errors import BackendUnavailable, ClawqError
 from clawq_server.model import (
     Completion,
     HeartbeatOutcome,
@@ -76,11 +76,15 @@ class TaskQueue(Protocol):
         """The task once terminal, or as it is when timeout seconds have passed."""
         ...
 
-    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+    async def submit_and_wait(
+        self, task: NewTask, timeout: float, *, refused: Refused | None = None
+    ) -> Task:
         """Store one task (atomically) and wait for it like wait().
 
         The waiter is in place before the task is stored, so no read is spent on a task
         known to be queued. A task that reuses an idempotency key waits on the earlier task.
+        refused(error) sees an error of the store before it is raised: one raised while
+        waiting comes after the task was stored.
         """
         ...
 
@@ -128,6 +132,8 @@ class TaskQueue(Protocol):
         ...
 
 
+# Told of a store's refusal of a task before it is raised (see submit_and_wait).
+Refused = Callable[[ClawqError], None]
 Store = Callable[[Sequence[NewTask], bool], Awaitable[list[SubmitOutcome | Exception]]]
 
 
@@ -178,11 +184,18 @@ class Submissions:
         await self._singles.drain()
 
 
-async def submit_one(queue: TaskQueue, task: NewTask) -> SubmitOutcome:
-    """Store one task atomically: its outcome, or the refusal raised."""
-    [outcome] = await queue.submit([task], atomic=True)
-    if isinstance(outcome, Exception):  # atomic submits raise rather than return errors
-        raise outcome
+async def submit_one(
+    queue: TaskQueue, task: NewTask, refused: Refused | None = None
+) -> SubmitOutcome:
+    """Store one task atomically: its outcome, or the refusal raised (shown to refused first)."""
+    try:
+        [outcome] = await queue.submit([task], atomic=True)
+        if isinstance(outcome, Exception):  # atomic submits raise rather than return errors
+            raise outcome
+    except ClawqError as error:
+        if refused is not None:
+            refused(error)
+        raise
     return outcome
 
 

@@ -45,7 +45,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
-from clawq_server.queue.base import Submissions, submit_one, until_done
+from clawq_server.queue.base import Refused, Submissions, submit_one, until_done
 from clawq_server.queue.keys import QueueKeys
 from clawq_server.queue.redis_archive import ArchiveFeed
 from clawq_server.queue.redis_args import list_args, record_args, submit_batch
@@ -213,11 +213,13 @@ class RedisQueue:
             look = partial(self._look, watch, principal)
             return await until_done(look, watch.woken, deadline, self._poll_s)
 
-    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+    async def submit_and_wait(
+        self, task: NewTask, timeout: float, *, refused: Refused | None = None
+    ) -> Task:
         """Store one task and wait for it, without a first read of the new record."""
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._events.watching(task.id) as watch:
-            outcome = await submit_one(self, task)
+            outcome = await submit_one(self, task, refused)
             if outcome.task_id == task.id:
                 look = partial(self._look, watch, task.principal)
                 return await until_done(look, watch.woken, deadline, self._poll_s, queued=True)

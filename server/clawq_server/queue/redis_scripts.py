@@ -100,7 +100,7 @@ class ScriptCalls:
         a Redis that is down refuses the new connection at once."""
         stamp = repr(time.time() if now is None else now)
         call = partial(script, keys=self._keys, args=[stamp, *self._common, *args])
-        with translated():
+        with translated(write=not read):
             try:
                 return await call()
             except RedisConnectionError:
@@ -136,10 +136,10 @@ _NOT_SENT = ("connecting", "No connection available")
 
 
 @contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Turn Redis being unreachable, loading, full or read-only into BackendUnavailable; one
-    whose reply was lost (a timeout, a connection dropped after sending) may have been
-    applied."""
+def translated(*, write: bool = False) -> Iterator[None]:
+    """Turn Redis being unreachable, loading, full or read-only into BackendUnavailable; a
+    write whose reply was lost (a timeout, a connection dropped after sending) may have
+    been applied."""
     try:
         yield
     except _REFUSED as exc:
@@ -147,7 +147,7 @@ def translated() -> Iterator[None]:
     except OutOfMemoryError as exc:
         raise BackendFull from exc
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        if any(words in str(exc) for words in _NOT_SENT):
+        if not write or any(words in str(exc) for words in _NOT_SENT):
             raise BackendUnavailable("the queue backend is unavailable") from exc
         raise BackendUnavailable(
             "the queue backend did not answer; the request may have taken effect",

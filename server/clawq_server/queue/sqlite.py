@@ -30,7 +30,7 @@ from clawq_server.model import (
 from clawq_server.queue import sqlite_lease as leasing
 from clawq_server.queue import sqlite_ops as ops
 from clawq_server.queue import sqlite_reads as reads
-from clawq_server.queue.base import Submissions, submit_one, until_done
+from clawq_server.queue.base import Refused, Submissions, submit_one, until_done
 from clawq_server.queue.drained import Drained, tool_key
 from clawq_server.queue.sqlite_db import SqliteDb, WriteOp
 from clawq_server.queue.sqlite_schema import apply_schema
@@ -169,11 +169,13 @@ class SqliteQueue:
             look = partial(self._look, task_id, principal)
             return await until_done(look, woken, deadline, self._poll_s)
 
-    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+    async def submit_and_wait(
+        self, task: NewTask, timeout: float, *, refused: Refused | None = None
+    ) -> Task:
         """Store one task and wait for it, without a first read of the new row."""
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._watch.watching(task.id) as woken:
-            outcome = await submit_one(self, task)
+            outcome = await submit_one(self, task, refused)
             if outcome.task_id == task.id:
                 look = partial(self._look, task.id, task.principal)
                 return await until_done(look, woken, deadline, self._poll_s, queued=True)

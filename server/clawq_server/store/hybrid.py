@@ -32,6 +32,7 @@ from clawq_server.model import (
     TaskQuery,
     TaskState,
 )
+from clawq_server.queue.base import Refused
 from clawq_server.queue.redis import RedisQueue
 from clawq_server.store.base import Archive
 from clawq_server.store.merge import merge_pages
@@ -154,10 +155,12 @@ class HybridQueue:
         except NotFound:
             return await self._archived(task_id, principal)
 
-    async def submit_and_wait(self, task: NewTask, timeout: float) -> Task:
+    async def submit_and_wait(
+        self, task: NewTask, timeout: float, *, refused: Refused | None = None
+    ) -> Task:
         """Store in Redis and wait there; a task archived meanwhile is read from the archive."""
         try:
-            return await self.live.submit_and_wait(task, timeout)
+            return await self.live.submit_and_wait(task, timeout, refused=refused)
         except NotFound:
             return await self._archived(task.id, task.principal)
 
