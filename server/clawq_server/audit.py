@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
@@ -24,8 +24,14 @@ RETRY_S = 1.0
 # Records waiting to be written before callers are told to stop taking calls; twice this,
 # records are folded into counts (see AuditLog.record).
 MAX_BACKLOG = 100_000
-# What a folded record keeps of the records it counts.
+TAIL_STEP = 1 << 16  # how much of the file's end is read at a time to find its last line
+# What a record that cannot be written whole keeps ("prev" holds the chain).
+_ALWAYS_KEPT = ("time", "principal", "tool", "task_id", "decision", "reason", "outcome", "prev")
+# What a folded record keeps of the records it counts, how much of each, and for how many
+# kinds of record at most (the rest are counted together under "*").
 _FOLDED_BY = ("principal", "decision", "reason", "outcome")
+MAX_FOLDED_TEXT = 128
+MAX_FOLDED_KEYS = 1000
 REDACTED = "[REDACTED]"
 SECRET_KEYS = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|authorization|credential)")
 DEFAULT_SECRET_VALUES = (
@@ -86,29 +92,99 @@ def chain_hash(prev: str, body: bytes) -> str:
     return hashlib.sha256(prev.encode() + body).hexdigest()
 
 
+def _line_start(f: BinaryIO, end: int) -> int:
+    """Where the line holding the byte before end begins (just after a newline, or 0)."""
+    pos = end
+    while pos > 0:
+        step = min(TAIL_STEP, pos)
+        f.seek(pos - step)
+        newline = f.read(step).rfind(b"\n")
+        if newline >= 0:
+            return pos - step + newline + 1
+        pos -= step
+    return 0
+
+
 def _last_hash(path: Path) -> str:
-    if not path.exists() or path.stat().st_size == 0:
+    """The hash of the file's last record, whatever its length.
+
+    A last line without its newline is a write a crash cut short (never acknowledged):
+    it is cut off, unless it is a whole record, which gets its newline.
+    """
+    if not path.exists():
         return GENESIS
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - 65536))
-        last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    return str(orjson.loads(last)["hash"])
+    with path.open("r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return GENESIS
+        f.seek(size - 1)
+        if f.read(1) != b"\n":
+            start = _line_start(f, size)
+            f.seek(start)
+            if _record_hash(f.read()) is not None:
+                f.write(b"\n")
+                size += 1
+            else:
+                log.warning("the audit log ended in a partial line; %d bytes cut", size - start)
+                f.truncate(start)
+                size = start
+        if size == 0:
+            return GENESIS
+        start = _line_start(f, size - 1)
+        f.seek(start)
+        last = _record_hash(f.read(size - start))
+    if last is None:
+        raise ValueError(f"{path}: the last line is not an audit record")
+    return last
+
+
+def _record_hash(line: bytes) -> str | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    digest = record.get("hash") if isinstance(record, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def _printable(value: Any) -> Any:
+    """value with what JSON cannot hold made writable: lone surrogates (a file name that is
+    not UTF-8) escaped, integers past 64 bits and other objects as text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, Mapping):
+        return {_printable(str(k)): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    if (
+        value is None
+        or isinstance(value, bool | float)
+        or (isinstance(value, int) and -(1 << 63) <= value < (1 << 64))
+    ):
+        return value
+    return _printable(str(value))
 
 
 class AuditLog:
     """Appends records to a JSONL file from a background task, flushing on close.
 
     A record is never dropped for a failing disk: lines that could not be written are kept
-    and written again every RETRY_S, and meanwhile `accepting` is False, so admission
+    and written again every retry_s, and meanwhile `accepting` is False, so admission
     refuses new calls and workers stop leasing (fail closed). Records that still arrive
     (refusals, runs already under way) are kept up to twice the backlog, then counted per
     principal, decision, reason and outcome and written as one summary record for each.
     """
 
     def __init__(
-        self, path: Path, redactor: Redactor | None = None, *, backlog: int = MAX_BACKLOG
+        self,
+        path: Path,
+        redactor: Redactor | None = None,
+        *,
+        backlog: int = MAX_BACKLOG,
+        retry_s: float = RETRY_S,
     ) -> None:
         self._path = path
+        self._retry_s = retry_s
         self._redact = redactor or Redactor()
         self._backlog = backlog
         self._pending: list[Mapping[str, Any]] = []
@@ -116,6 +192,7 @@ class AuditLog:
         # Encoded lines a failed write left behind, and how many records they hold.
         self._unwritten: list[bytes] = []
         self._unwritten_records = 0
+        self._writing = 0  # records of the batch being written now
         self._failing = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -141,8 +218,10 @@ class AuditLog:
         if self._backlogged() < 2 * self._backlog:
             self._pending.append(entry)
         else:
-            fields = (str(entry.get(name, "")) for name in _FOLDED_BY)
-            self._folded[tuple(fields)] += 1
+            key = tuple(str(entry.get(name, ""))[:MAX_FOLDED_TEXT] for name in _FOLDED_BY)
+            if key not in self._folded and len(self._folded) >= MAX_FOLDED_KEYS:
+                key = ("*",) * len(_FOLDED_BY)
+            self._folded[key] += 1
         self._wake.set()
 
     async def close(self) -> None:
@@ -153,7 +232,7 @@ class AuditLog:
             await self._task
 
     def _backlogged(self) -> int:
-        return len(self._pending) + self._unwritten_records
+        return len(self._pending) + self._writing + self._unwritten_records
 
     async def _run(self) -> None:
         while True:
@@ -163,27 +242,34 @@ class AuditLog:
                 # instead of one per call. A clean shutdown still writes everything.
                 await asyncio.sleep(FLUSH_INTERVAL_S)
             self._wake.clear()
-            batch, self._pending = self._pending + self._summaries(), []
+            # Counts wait while writes fail: each retry would add their lines again.
+            summaries = [] if self._failing else self._summaries()
+            batch, self._pending = self._pending + summaries, []
             if (batch or self._unwritten) and not await self._write_out(batch):
                 if self._closing:
-                    lost = self._backlogged()
+                    lost = self._backlogged() + sum(self._folded.values())
                     log.error("%d audit records lost: the log is not writable", lost)
                     return
-                await asyncio.sleep(RETRY_S)
+                await asyncio.sleep(self._retry_s)
                 self._wake.set()
                 continue
-            if self._closing and not self._pending:
+            if self._folded:
+                self._wake.set()  # counts held back while writes failed go out next
+            elif self._closing and not self._pending:
                 return
 
     async def _write_out(self, batch: list[Mapping[str, Any]]) -> bool:
         """True once batch and what was left unwritten before are in the file."""
+        self._writing = len(batch)
         try:
             await asyncio.to_thread(self._write, batch)
-        except OSError as error:
+        except Exception as error:  # an OSError above all; anything else is as fatal
             if not self._failing:
-                log.error("the audit log is not writable, no calls are taken: %s", error)
+                log.error("the audit log is not writable, no calls are taken: %r", error)
             self._failing = True
             return False
+        finally:
+            self._writing = 0
         if self._failing:
             log.warning("the audit log is writable again")
             self._failing = False
@@ -198,14 +284,9 @@ class AuditLog:
         ]
 
     def _write(self, batch: list[Mapping[str, Any]]) -> None:
-        try:
-            lines, tail = self._encode(batch)
-        except Exception:  # a record that cannot be encoded never will be: not kept
-            log.exception("%d audit records could not be written", len(batch))
-        else:
-            self._unwritten.append(lines)
-            self._unwritten_records += len(batch)
-            self._tail = tail
+        lines, self._tail = self._encode(batch)
+        self._unwritten.append(lines)
+        self._unwritten_records += len(batch)
         if self._unwritten:
             self._append(b"".join(self._unwritten))
         self._unwritten, self._unwritten_records = [], 0
@@ -215,14 +296,29 @@ class AuditLog:
         lines = []
         prev = self._tail
         for entry in batch:
-            item = {**entry, "prev": prev}
-            if "args" in item:
-                item["args"] = self._redact(item["args"])
-            body = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+            body = self._body({**entry, "prev": prev})
             digest = chain_hash(prev, body)
             lines.append(body[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
             prev = digest
         return b"".join(lines), prev
+
+    def _body(self, item: dict[str, Any]) -> bytes:
+        """One record as JSON, whatever it holds: a record is never left out of the log."""
+        if "args" in item:
+            try:
+                item["args"] = self._redact(item["args"])
+            except Exception:  # never write what might hold an unredacted secret
+                log.exception("an audit record's arguments could not be redacted")
+                item["args"] = REDACTED
+        try:
+            return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+        try:
+            return orjson.dumps(_printable(item), option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, RecursionError):  # nested past any JSON writer
+            kept = {name: _printable(str(item.get(name, ""))) for name in _ALWAYS_KEPT}
+            return orjson.dumps({**kept, "unencodable": True}, option=orjson.OPT_SORT_KEYS)
 
     def _append(self, data: bytes) -> None:
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -238,7 +334,10 @@ class AuditLog:
                     os.ftruncate(fd, end)
                 raise
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as error:  # written already: writing again would repeat the lines
+                log.warning("closing the audit log failed: %s", error)
 
 
 @dataclass(frozen=True, slots=True)

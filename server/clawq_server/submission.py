@@ -76,6 +76,12 @@ def _check_options(call: Call) -> None:
         raise InvalidArgument.field("delay", f"must be at most {MAX_DELAY.days} days")
 
 
+def _digest(args: JsonObject) -> JsonObject:
+    """The SHA-256 of args as canonical JSON (what is not JSON written as text)."""
+    data = orjson.dumps(args, option=orjson.OPT_SORT_KEYS, default=str)
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 class Admitted(NamedTuple):
     """A call that passed admission, ready to store."""
 
@@ -184,10 +190,15 @@ class Admission:
     def audit_request(
         self, principal: Principal, tool: str, args: JsonObject, error: ClawqError
     ) -> None:
-        """Record a refused request, also one too malformed to be a Call."""
+        """Record a refused request, also one too malformed to be a Call.
+
+        While the log is behind, a refusal keeps a digest of the arguments instead of them:
+        what it holds in memory meanwhile must not grow with what callers send.
+        """
+        kept = _digest(args) if isinstance(error, AuditUnavailable) else dict(args)
         self._audit.record(
             {
-                **self._call_record(principal, tool[:MAX_AUDITED_TOOL], dict(args)),
+                **self._call_record(principal, tool[:MAX_AUDITED_TOOL], kept),
                 "decision": "deny",
                 "reason": error.reason,
                 "message": error.message,

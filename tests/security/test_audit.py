@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ import orjson
 import pytest
 
 import clawq
-from clawq_server.audit import AuditLog, Redactor, verify
+from clawq_server.audit import REDACTED, AuditLog, Redactor, verify
 from tests.conftest import ServerFactory
 from tests.processes import child_env
 
@@ -47,21 +49,74 @@ class _FailsOnMarker(Redactor):
         return super().__call__(value, key)
 
 
-async def test_a_batch_that_cannot_be_written_does_not_stop_the_log(
+async def test_a_record_that_cannot_be_redacted_is_written_without_its_arguments(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The writer logs a batch it cannot write and goes on; the chain stays intact."""
+    """A redaction that fails keeps the record (arguments replaced) and its neighbours."""
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path, _FailsOnMarker())
     await log.start()
-    log.record({"tool": "read_file", "args": {"path": "before"}})
-    await _until(lambda: path.exists() and b"before" in path.read_bytes())
-    log.record({"tool": "read_file", "args": {"path": "explode"}})
-    await _until(lambda: "could not be written" in caplog.text)
-    log.record({"tool": "read_file", "args": {"path": "after"}})
+    for marker in ("before", "explode", "after"):  # one batch
+        log.record({"tool": "read_file", "args": {"path": marker}})
     await log.close()
-    assert [r["args"] for r in _records(path)] == [{"path": "before"}, {"path": "after"}]
+    assert [r["args"] for r in _records(path)] == [{"path": "before"}, REDACTED, {"path": "after"}]
+    assert "could not be redacted" in caplog.text
     assert verify(path).ok
+
+
+async def test_what_json_cannot_hold_is_written_escaped(tmp_path: Path) -> None:
+    """A lone surrogate (a file name that is not UTF-8) or a huge integer costs no record."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    await log.start()
+    log.record({"tool": "a", "args": {}})
+    log.record({"tool": "b", "message": "/tmp/\udcffprog", "args": {"n": 1 << 70}})
+    log.record({"tool": "c", "args": {}})
+    await log.close()
+    records = _records(path)
+    assert [r["tool"] for r in records] == ["a", "b", "c"]
+    assert records[1]["message"] == "/tmp/\\udcffprog"
+    assert records[1]["args"] == {"n": str(1 << 70)}
+    assert verify(path).ok
+
+
+@pytest.mark.parametrize("tail", [b'{"tool": "half', b""])
+async def test_a_restart_after_a_cut_write_continues_the_chain(tmp_path: Path, tail: bytes) -> None:
+    """A last line a crash cut short is dropped; a whole last record missing only its
+    newline is kept; a last record past the tail read step is found."""
+    path = tmp_path / "audit.jsonl"
+    first = AuditLog(path)
+    await first.start()
+    first.record({"tool": "long", "args": {"text": "x" * 200_000}})
+    await first.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole + tail if tail else whole.rstrip(b"\n"))
+    second = AuditLog(path)
+    await second.start()
+    second.record({"tool": "next", "args": {}})
+    await second.close()
+    assert [r["tool"] for r in _records(path)] == ["long", "next"]
+    assert verify(path).ok
+
+
+async def test_a_refusal_naming_a_non_utf8_file_is_answered_and_audited(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A symlink to a program whose name is not UTF-8: the refusal reaches the caller as
+    PERMISSION_DENIED (not UNKNOWN) and is audited, and so is the call after it."""
+    program = os.fsencode(tmp_path) + b"/\xffprog"
+    shutil.copy(b"/bin/true", program)
+    os.chmod(program, 0o700)
+    (tmp_path / "link").symlink_to(os.fsdecode(program))
+    async with server_factory() as served, clawq.AsyncClient(served.target) as client:
+        with pytest.raises(clawq.PermissionDenied, match=r"\\udcffprog"):
+            await client.submit("execute_command", argv=[str(tmp_path / "link")])
+        with pytest.raises(clawq.PermissionDenied):
+            await client.submit("read_file", path="../after")
+    records = _records(tmp_path / "audit.jsonl")
+    assert [r["tool"] for r in records] == ["execute_command", "read_file"]
+    assert "\\udcffprog" in str(records[0]["message"])
+    assert verify(tmp_path / "audit.jsonl").ok
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
@@ -20,7 +21,7 @@ from clawq.v1 import task_service_pb2 as ts
 from clawq.v1 import task_service_pb2_grpc as ts_grpc
 from clawq.v1 import worker_service_pb2 as ws
 from clawq.v1 import worker_service_pb2_grpc as ws_grpc
-from clawq_server.audit import RETRY_S, AuditLog, verify
+from clawq_server.audit import MAX_FOLDED_KEYS, RETRY_S, AuditLog, verify
 from tests.conftest import ServerFactory
 from tests.contract.helpers import eventually
 from tests.e2e.rpc import rich
@@ -37,7 +38,7 @@ def _point(link: Path, target: str | Path) -> None:
     aside.replace(link)
 
 
-def _records(path: Path) -> list[dict[str, object]]:
+def _records(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
@@ -85,9 +86,39 @@ async def test_past_twice_the_backlog_records_are_counted_not_dropped(tmp_path: 
     assert verify(path).ok
 
 
+async def test_folded_counts_are_bounded_and_written_once(tmp_path: Path) -> None:
+    """Kinds of folded record beyond the cap share one count; counts held back while writes
+    fail are written once, not once per retry."""
+    link, real = tmp_path / "audit.jsonl", tmp_path / "real.jsonl"
+    _point(link, FULL)
+    log = AuditLog(link, backlog=2, retry_s=0.01)
+    await log.start()
+    log.record({"principal": "p", "reason": "first"})
+    await _until(lambda: not log.accepting)  # below the backlog: the write failed
+    kept, extra = 3, 5  # up to twice the backlog is kept, then records are folded
+    for i in range(kept + MAX_FOLDED_KEYS + extra):
+        log.record({"principal": "p", "decision": "deny", "reason": f"R{i}"})
+    await asyncio.sleep(0.2)  # some twenty failed retries
+    for _ in range(3):
+        log.record({"principal": "p", "decision": "deny", "reason": f"R{kept}"})
+    await asyncio.sleep(0.1)
+    real.touch()
+    _point(link, real)
+    await log.close()
+    records = _records(real)
+    folded = [r for r in records if "folded" in r]
+    assert len(records) == 1 + kept + len(folded)
+    assert len(folded) == MAX_FOLDED_KEYS + 1
+    assert sum(r["folded"] for r in folded) == MAX_FOLDED_KEYS + extra + 3
+    assert [r["folded"] for r in folded if r["reason"] == "*"] == [extra]
+    assert [r["folded"] for r in folded if r["reason"] == f"R{kept}"] == [4]
+    assert verify(real).ok
+
+
 PARTIAL_WRITE = """
 import asyncio, json, os, resource, signal, sys
 from pathlib import Path
+from typing import Any
 from clawq_server.audit import AuditLog, verify
 
 async def main(path):
@@ -210,3 +241,5 @@ async def test_while_the_log_cannot_be_written_no_call_is_taken_or_run(
     reasons = [r["reason"] for r in records if r["decision"] == "deny"]
     assert reasons[0] == "POLICY_DENIED"
     assert reasons.count("AUDIT_UNAVAILABLE") >= 3  # Submit, Execute, the stream's batch
+    unaudited = next(r for r in records if r["reason"] == "AUDIT_UNAVAILABLE" and r["tool"])
+    assert set(unaudited["args"]) == {"sha256", "bytes"}  # not what the caller sent

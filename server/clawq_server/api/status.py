@@ -77,9 +77,11 @@ def to_status(error: BaseException) -> status_pb2.Status:
 
 
 def _clip(text: str) -> str:
-    raw = text.encode(errors="replace")
+    # Escaped, not replaced: a lone surrogate (a file name that is not UTF-8, echoed back)
+    # cannot go into a protobuf string at all, and would end the call with UNKNOWN.
+    raw = text.encode(errors="backslashreplace")
     if len(raw) <= MAX_TEXT_BYTES:
-        return text
+        return raw.decode()
     return raw[: MAX_TEXT_BYTES - 3].decode(errors="ignore") + "…"
 
 
