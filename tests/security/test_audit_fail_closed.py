@@ -243,3 +243,34 @@ async def test_while_the_log_cannot_be_written_no_call_is_taken_or_run(
     assert reasons.count("AUDIT_UNAVAILABLE") >= 3  # Submit, Execute, the stream's batch
     unaudited = next(r for r in records if r["reason"] == "AUDIT_UNAVAILABLE" and r["tool"])
     assert set(unaudited["args"]) == {"sha256", "bytes"}  # not what the caller sent
+
+
+async def test_a_remote_lease_that_waited_while_the_log_failed_gives_its_tasks_back(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A Lease waiting when the log fails gets UNAVAILABLE, and the task it would have got
+    stays queued with no attempt counted."""
+    real, link = tmp_path / "real.jsonl", tmp_path / "audit.jsonl"
+    real.touch()
+    _point(link, real)
+    async with (
+        server_factory(workers=0, audit_path=link) as served,
+        grpc.aio.insecure_channel(served.target) as channel,
+    ):
+        tasks, workers = ts_grpc.TaskServiceStub(channel), ws_grpc.WorkerServiceStub(channel)
+        lease = asyncio.ensure_future(
+            workers.Lease(
+                ws.LeaseRequest(
+                    worker_id="w", tools=["read_file"], max_tasks=1, wait=Duration(seconds=10)
+                )
+            )
+        )
+        queued = (await tasks.Submit(ts.SubmitRequest(call=_read("a.txt", delay_s=1)))).task_id
+        _point(link, FULL)
+        with pytest.raises(grpc.aio.AioRpcError):  # its record is what finds the disk full
+            await tasks.Submit(ts.SubmitRequest(call=_read("../outside.txt")))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await lease
+        assert rich(refused.value).reason == "AUDIT_UNAVAILABLE"
+        task = (await tasks.GetTask(ts.GetTaskRequest(task_id=queued))).task
+        assert (task.state, task.attempt) == (pb.TASK_STATE_QUEUED, 0)

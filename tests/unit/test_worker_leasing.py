@@ -22,6 +22,7 @@ class RecordingQueue(SqliteQueue):
     """A real SQLite queue that notes how many tasks each lease asked for."""
 
     limits: list[int]
+    leased = 0
 
     async def lease(
         self,
@@ -31,9 +32,11 @@ class RecordingQueue(SqliteQueue):
         lease_for: timedelta,
         wait: float = 0.0,
     ) -> list[Lease]:
-        """Record limit, then lease as usual."""
+        """Record limit, then lease as usual (noting what was handed out)."""
         self.limits.append(limit)
-        return await super().lease(worker_id, tools, limit, lease_for, wait)
+        leases = await super().lease(worker_id, tools, limit, lease_for, wait)
+        self.leased += len(leases)
+        return leases
 
 
 async def test_a_busy_worker_leases_a_quarter_of_its_slots_at_a_time(tmp_path: Path) -> None:
@@ -112,3 +115,44 @@ def _count(items: list[str]) -> Callable[[], Awaitable[int]]:
         return len(items)
 
     return probe
+
+
+async def test_a_worker_held_back_mid_lease_gives_the_tasks_back(tmp_path: Path) -> None:
+    """may_lease() turning false while a lease waits: what it brings is released unrun
+    (attempt not counted) and run once leasing may go on."""
+    queue = RecordingQueue(tmp_path / "q.db")
+    queue.limits = []
+    await queue.start()
+    ran: list[str] = []
+
+    async def run(call: ToolInvocation) -> ToolResult:
+        ran.append(call.task.id)
+        return ToolResult(output=b"ok")
+
+    principal = default_principal([tmp_path])
+    allowed = [True]
+    worker = Worker(
+        queue,
+        builtin.build("subreaper").registry,
+        lambda _: principal,
+        run,
+        WorkerSettings(concurrency=1),
+        may_lease=lambda: allowed[0],
+    )
+    await worker.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, queue.limits), bool)  # a lease is waiting
+        allowed[0] = False
+        task = new_task(principal=principal.name)
+        await queue.submit([task])
+        await eventually(lambda: asyncio.sleep(0, queue.leased), bool)
+        back = await eventually(
+            lambda: queue.get_many([task.id], None), lambda t: t[0].state is TaskState.QUEUED
+        )
+        assert (back[0].attempt, ran) == (0, [])
+        allowed[0] = True
+        assert (await queue.wait(task.id, None, 5.0)).state is TaskState.SUCCEEDED
+        assert ran == [task.id]
+    finally:
+        await worker.stop()
+        await queue.close()

@@ -90,6 +90,10 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             leases = await self._queue.lease(
                 request.worker_id, tools, request.max_tasks, lease_for, max(wait, 0.0)
             )
+            if leases and not self._audit.accepting:  # it failed while this lease waited
+                for lease in leases:
+                    await self._queue.release(lease.task.id, lease.token)
+                raise AuditUnavailable
             return ws.LeaseResponse(tasks=[_leased(lease) for lease in leases])
         except Exception as error:
             await abort(context, error)

@@ -193,10 +193,20 @@ class Worker:
                 log.warning("lease failed: %s", error.message)
                 await asyncio.sleep(0.5)
                 continue
+            if leases and not self._may_lease():
+                await self._give_back(leases)  # held back while this lease waited
+                continue
             for lease in leases:
                 running = _Running(lease, asyncio.Event())
                 self._running[lease.task.id] = running
                 running.job = asyncio.create_task(self._run(running), name=f"task-{lease.task.id}")
+
+    async def _give_back(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            try:
+                await self._queue.release(lease.task.id, lease.token)
+            except ClawqError as error:  # the lease then expires and the task is reclaimed
+                log.warning("giving back %s failed: %s", lease.task.id, error.message)
 
     async def _heartbeat_loop(self) -> None:
         lease_for = timedelta(seconds=self._settings.lease_s)
