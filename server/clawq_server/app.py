@@ -221,7 +221,7 @@ async def _serve(app: App, tools: Toolset, policy: Policy, sink: AuditSink) -> S
         app.config.tls,
         TaskServicer(tasks, authenticate),
         AdminServicer(tools.registry, app.queue, app.cache, app.reload, authenticate),
-        WorkerServicer(app.queue, authenticate, sink),
+        WorkerServicer(app.queue, authenticate, sink, policy.principal, tools.permissions),
     )
 
 
@@ -269,6 +269,10 @@ class Reloader:
         self._stamp = self._file_stamp()
         try:
             fresh = await asyncio.to_thread(config_mod.load, current.source, self._env)
+            if current.auth.required and not fresh.auth.required:
+                raise InvalidArgument(
+                    "the file declares no credential: a reload cannot turn authentication off"
+                )
         except Exception as error:  # a malformed file can fail the loader in any way
             message = error.message if isinstance(error, ClawqError) else repr(error)
             log.warning("configuration reload refused: %s", message)

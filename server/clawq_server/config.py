@@ -145,18 +145,45 @@ def _deny(raw: Any, principal: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+_CREDENTIALS = ("token_sha256", "token_env", "cert_subjects")
+
+
 def _auth(principals: list[Mapping[str, Any]], env: Mapping[str, str]) -> AuthConfig:
+    """Token hashes and subjects by principal. One credential naming two principals is
+    refused; a token_env that is not set leaves that principal unable to authenticate (a
+    `clawq worker` reads the same file without the server's tokens) but never turns
+    authentication off: only a file declaring no credential at all allows anonymous calls.
+    """
     tokens: dict[str, str] = {}
     subjects: dict[str, str] = {}
+
+    def claim(table: dict[str, str], key: str, name: str, field: str) -> None:
+        if table.setdefault(key, name) != name:
+            raise InvalidArgument.field(
+                f"principals.{name}.{field}", f"is also a credential of {table[key]!r}"
+            )
+
     for raw in principals:
+        name = str(raw["name"])
         for digest in raw.get("token_sha256", []):
-            tokens[str(digest)] = str(raw["name"])
+            claim(tokens, str(digest), name, "token_sha256")
         env_name = raw.get("token_env")
         if env_name and env.get(env_name):
-            tokens[hash_token(env[env_name])] = str(raw["name"])
+            claim(tokens, hash_token(env[env_name]), name, "token_env")
         for subject in raw.get("cert_subjects", []):
-            subjects[str(subject)] = str(raw["name"])
-    return AuthConfig(tokens=tokens, subjects=subjects, anonymous=not (tokens or subjects))
+            claim(subjects, str(subject), name, "cert_subjects")
+    declared = any(raw.get(key) for raw in principals for key in _CREDENTIALS)
+    return AuthConfig(tokens=tokens, subjects=subjects, anonymous=not declared)
+
+
+def _principals(raws: list[Mapping[str, Any]], base: Path) -> dict[str, Principal]:
+    out: dict[str, Principal] = {}
+    for raw in raws:
+        principal = _principal(raw, base)
+        if principal.name in out:
+            raise InvalidArgument.field(f"principals.{principal.name}", "is defined twice")
+        out[principal.name] = principal
+    return out
 
 
 def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
@@ -179,7 +206,7 @@ def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
         insecure=bool(server.get("insecure", False)),
         tls=_tls(raw.get("tls"), base),
         auth=_auth(principals_raw, env),
-        principals={p.name: p for p in (_principal(r, base) for r in principals_raw)},
+        principals=_principals(principals_raw, base),
         audit_path=_audit_path(raw.get("audit", {}), base),
         redact_patterns=tuple(raw.get("audit", {}).get("redact_patterns", ())),
         cache=_cache(raw.get("cache", {})),

@@ -31,10 +31,14 @@ class Authenticator:
 
     def _name(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         auth = self._auth()
-        header = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode()
+        headers = [
+            value if isinstance(value, str) else value.decode()
+            for key, value in context.invocation_metadata() or ()
+            if key == "authorization"
+        ]
+        if len(headers) > 1:  # a proxy may have checked another one than the one used
+            raise Unauthenticated("more than one authorization header")
+        header = headers[0] if headers else ""
         if header:
             scheme, _, token = header.partition(" ")
             name = (

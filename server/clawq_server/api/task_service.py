@@ -164,13 +164,13 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         every batch it started has been stored or refused.
         """
         try:
-            principal = self._authenticate(context)
+            self._authenticate(context)
         except Exception as error:
             await abort(context, error)
         in_flight: InFlight = asyncio.Queue(STREAM_DEPTH)
         started: set[asyncio.Future[Outcomes]] = set()
         reader = asyncio.create_task(
-            self._read_batches(principal, request_iterator, in_flight, started)
+            self._read_batches(context, request_iterator, in_flight, started)
         )
         try:
             while (item := await in_flight.get()) is not None:
@@ -186,13 +186,16 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
 
     async def _read_batches(
         self,
-        principal: Principal,
+        context: Ctx,
         requests: AsyncIterator[ts.SubmitStreamRequest],
         in_flight: InFlight,
         started: set[asyncio.Future[Outcomes]],
     ) -> None:
         try:
             async for request in requests:
+                # Each batch under the policy of now: a token revoked by a reload, or a
+                # changed quota, applies to a stream that was opened before.
+                principal = self._authenticate(context)
                 self._check_batch(principal, len(request.calls), "calls")
                 pending = asyncio.ensure_future(self._submit_each(principal, request.calls))
                 started.add(pending)
@@ -258,6 +261,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             if not request.task_ids:
                 raise InvalidArgument.field("task_ids", "must name at least one task")
             async for task in self._tasks.watch(principal, list(request.task_ids)):
+                self._authenticate(context)  # a caller revoked meanwhile stops watching
                 yield ts.WatchTasksResponse(task=convert.task_to_proto(task))
         except Exception as error:
             await abort(context, error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -12,13 +13,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from clawq.v1 import worker_service_pb2 as ws
 from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.api import convert
-from clawq_server.api.auth import Authenticator
+from clawq_server.api.auth import Authenticator, PrincipalLookup
 from clawq_server.api.status import abort
 from clawq_server.audit import AuditSink
-from clawq_server.errors import AuditUnavailable, ClawqError, InvalidArgument, PolicyDenied
-from clawq_server.model import Completion, Lease, TaskState, utcnow
+from clawq_server.errors import (
+    AuditUnavailable,
+    ClawqError,
+    InvalidArgument,
+    LeaseLost,
+    PolicyDenied,
+)
+from clawq_server.model import Completion, TaskError, TaskState, utcnow
+from clawq_server.model import Lease as TaskLease  # Lease is also an RPC of the servicer
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
+from clawq_server.submission import PermissionCheck
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_LEASE_S = 30.0
@@ -30,7 +39,7 @@ MAX_TOOLS = 1000
 MAX_HEARTBEAT = 1000
 
 
-def _leased(lease: Lease) -> ws.LeasedTask:
+def _leased(lease: TaskLease) -> ws.LeasedTask:
     expires = Timestamp()
     expires.FromDatetime(lease.expires)
     return ws.LeasedTask(
@@ -64,10 +73,19 @@ def _tools(principal: Principal, offered: list[str]) -> list[str]:
 class WorkerServicer(ws_grpc.WorkerServiceServicer):
     """Translates WorkerService RPCs into queue calls; only worker principals may call."""
 
-    def __init__(self, queue: TaskQueue, authenticate: Authenticator, audit: AuditSink) -> None:
+    def __init__(
+        self,
+        queue: TaskQueue,
+        authenticate: Authenticator,
+        audit: AuditSink,
+        principals: PrincipalLookup,
+        permissions: PermissionCheck,
+    ) -> None:
         self._queue = queue
         self._authenticate = authenticate
         self._audit = audit
+        self._principals = principals
+        self._permissions = permissions
 
     def _worker(self, context: Ctx) -> Principal:
         principal = self._authenticate(context)
@@ -94,9 +112,40 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 for lease in leases:
                     await self._queue.release(lease.task.id, lease.token)
                 raise AuditUnavailable
-            return ws.LeaseResponse(tasks=[_leased(lease) for lease in leases])
+            granted = [lease for lease in leases if await self._still_allowed(lease)]
+            return ws.LeaseResponse(tasks=[_leased(lease) for lease in granted])
         except Exception as error:
             await abort(context, error)
+
+    async def _still_allowed(self, lease: TaskLease) -> bool:
+        """Policy may have changed since the task was queued (a reload removed its principal
+        or narrowed what it may do): a task it no longer allows fails POLICY_DENIED, as in
+        the in-process worker, instead of going to the worker."""
+        task = lease.task
+        principal = self._principals(task.principal)
+        try:
+            if principal is None:
+                raise PolicyDenied("the task's principal is no longer configured")
+            self._permissions(principal, task.tool, dict(task.args))
+        except ClawqError as error:
+            failure = TaskError("PERMISSION_DENIED", error.reason, error.message)
+            with contextlib.suppress(LeaseLost):
+                await self._queue.complete(task.id, lease.token, Completion(error=failure))
+            self._audit.record(
+                {
+                    "time": utcnow().isoformat(),
+                    "principal": task.principal,
+                    "tool": task.tool,
+                    "args": dict(task.args),
+                    "task_id": task.id,
+                    "attempt": task.attempt,
+                    "decision": "deny",
+                    "reason": error.reason,
+                    "outcome": "FAILED",
+                }
+            )
+            return False
+        return True
 
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
         """Extend leases; report the lost and the cancelled."""
