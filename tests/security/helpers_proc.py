@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
-from clawq_server.policy.principal import Limits, Principal, Root
+from clawq_server.policy.principal import DEFAULT_COMMANDS, Limits, Principal, Root
 from clawq_server.tools.base import ToolContext
 from clawq_server.tools.process import ProcessSpec
 from clawq_server.tools.sandbox import Mount, Sandbox, SandboxMode
+
+# Off the default list (see principal.py), given to the test principal explicitly.
+OPT_IN_COMMANDS = ("git", "tar")
 
 PROC_SECRET = "PROC-SECRET-OUTSIDE-THE-ROOT"
 HAS_BWRAP = shutil.which("bwrap") is not None and Sandbox.detect() is SandboxMode.BWRAP
@@ -33,7 +36,10 @@ class ProcWorkspace:
     def principal(self, **changes: Any) -> Principal:
         """A principal confined to ``root``; the marker variable may be passed through."""
         base = Principal(
-            name="attacker", roots=(Root(self.root),), env_allow=frozenset({"CLAWQ_MARK"})
+            name="attacker",
+            roots=(Root(self.root),),
+            env_allow=frozenset({"CLAWQ_MARK"}),
+            commands=(*DEFAULT_COMMANDS, *OPT_IN_COMMANDS),  # their rules are under test too
         )
         return replace(base, **changes)
 

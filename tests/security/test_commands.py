@@ -10,7 +10,7 @@ import pytest
 
 from clawq_server.errors import InvalidArgument, PolicyDenied
 from clawq_server.policy.commands import plan_command
-from clawq_server.policy.principal import Root
+from clawq_server.policy.principal import DEFAULT_COMMANDS, Root
 from clawq_server.tools.command import ExecuteCommandTool
 from clawq_server.tools.process import ProcessRunner
 from tests.security.helpers_proc import PROC_SECRET, ProcWorkspace
@@ -74,6 +74,17 @@ ARGUMENT_ABUSE = [
     ["tar", "-cf", "a.tar", "-C", "..", "outside"],
     ["tar", "-cf", "a.tar", "--directory=/etc", "passwd"],
     ["tar", "xCf", "..", "a.tar"],
+    # tar: the prompt at a volume's end, where "!" starts a shell reading stdin
+    ["tar", "-c", "-M", "-L", "20", "-f", "a.tar", "notes.txt"],
+    ["tar", "cMf", "a.tar", "notes.txt"],
+    ["tar", "-cf", "a.tar", "--multi-volume", "notes.txt"],
+    ["tar", "-cf", "a.tar", "--tape-len=20", "notes.txt"],
+    ["tar", "-cwf", "a.tar", "notes.txt"],
+    ["tar", "-cf", "a.tar", "--volno-file=v", "notes.txt"],
+    # git: another repository directory, a bare one found by discovery
+    ["git", "--git-dir=evil", "log"],
+    ["git", "--work-tree=.", "status"],
+    ["git", "--bare", "log"],
     # grep, sort, diff, du, wc, file: files named by options
     ["grep", "-f", "/etc/passwd", "notes.txt"],
     ["grep", "--file=/etc/passwd", "notes.txt"],
@@ -292,6 +303,60 @@ async def test_repo_config_cannot_run_commands(proc_ws: ProcWorkspace, mode: str
     await _run(proc_ws, ["git", "status"], mode)
     await _run(proc_ws, ["git", "diff"], mode)
     assert not pwned.exists()
+
+
+def _promisor_repo(root: Path, url: str) -> None:
+    """A repository that looks like a partial clone of url, missing notes.txt's blob."""
+    _git_repo(root)
+    git = [GIT, "-C", str(root)]
+    blob = subprocess.run(
+        [*git, "rev-parse", "HEAD:notes.txt"], capture_output=True, check=True, text=True
+    ).stdout.strip()
+    (root / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    for key, value in (
+        ("core.repositoryformatversion", "1"),
+        ("extensions.partialClone", "origin"),
+        ("remote.origin.promisor", "true"),
+        ("remote.origin.url", url),
+        ("protocol.ext.allow", "always"),
+    ):
+        subprocess.run([*git, "config", key, value], check=True)
+
+
+async def test_a_promisor_remote_cannot_run_a_fetch_command(
+    proc_ws: ProcWorkspace, mode: str
+) -> None:
+    """A repository set up as a partial clone whose promisor remote is an ext:: command:
+    reading a missing object would fetch it through that command. No transport is allowed."""
+    pwned = proc_ws.root / "pwned"
+    _promisor_repo(proc_ws.root, f"ext::sh -c touch% {pwned}")
+    tool = ExecuteCommandTool(ProcessRunner(mode))
+    args = {"argv": ["git", "show", "HEAD:notes.txt"], "env": proc_ws.env()}
+    result = await tool.run(args, proc_ws.ctx())
+    assert b"not allowed" in result.stderr
+    assert not pwned.exists()
+
+
+async def test_diff_does_not_follow_a_symlink_below_a_directory(
+    proc_ws: ProcWorkspace, mode: str
+) -> None:
+    """diff -r compares a symlink met inside the trees as a link, not what it points to."""
+    for side in ("a", "b"):
+        (proc_ws.root / side).mkdir()
+    (proc_ws.root / "b" / "esc").symlink_to(proc_ws.outside)
+    (proc_ws.root / "a" / "esc").mkdir()
+    (proc_ws.root / "a" / "esc" / "secret.txt").write_text("other\n")  # diffed line by line
+    tool = ExecuteCommandTool(ProcessRunner(mode))
+    result = await tool.run({"argv": ["diff", "-r", "a", "b"], "env": proc_ws.env()}, proc_ws.ctx())
+    assert PROC_SECRET.encode() not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("program", ["git", "tar"])
+def test_git_and_tar_are_not_allowed_by_default(proc_ws: ProcWorkspace, program: str) -> None:
+    """Off the default list: a principal is given them explicitly."""
+    principal = proc_ws.principal(commands=DEFAULT_COMMANDS)
+    with pytest.raises(PolicyDenied, match="not an allowed executable"):
+        plan_command(principal, [program, "--version"])
 
 
 async def test_command_failure_is_a_result(proc_ws: ProcWorkspace) -> None:

@@ -151,6 +151,7 @@ _GIT_SAFE_CONFIG = (
     "diff.external=",
     "protocol.allow=never",
     "core.attributesFile=/dev/null",
+    "safe.bareRepository=explicit",
 )
 _GIT_NO_DRIVERS = ("--no-ext-diff", "--no-textconv")
 
@@ -160,11 +161,8 @@ _GIT = ArgRules(
     global_allowed=frozenset(
         {
             "-C",
-            "--git-dir",
-            "--work-tree",
             "--no-pager",
             "-P",
-            "--bare",
             "--no-replace-objects",
             "--literal-pathspecs",
             "--glob-pathspecs",
@@ -173,8 +171,8 @@ _GIT = ArgRules(
             "--no-optional-locks",
         }
     ),
-    global_valued=frozenset({"-C", "--git-dir", "--work-tree"}),
-    chdir_options=frozenset({"-C", "--git-dir", "--work-tree"}),
+    global_valued=frozenset({"-C"}),
+    chdir_options=frozenset({"-C"}),
     long_denied=frozenset(
         {
             "output",
@@ -204,6 +202,9 @@ _GIT = ArgRules(
         ("GIT_OPTIONAL_LOCKS", "0"),
         ("GIT_PAGER", "cat"),
         ("GIT_ATTR_NOSYSTEM", "1"),
+        # Empty: no transport at all, whatever a repository's configuration allows (a
+        # promisor remote's fetch would otherwise run an ext:: command).
+        ("GIT_ALLOW_PROTOCOL", ""),
     ),
 )
 
@@ -241,9 +242,15 @@ _TAR = ArgRules(
             "files-from",
             "absolute-names",
             "dereference",
+            # At a volume's end tar asks what to do, and "!" there starts a shell.
+            "multi-volume",
+            "tape-length",
+            "interactive",
+            "confirmation",
+            "volno-file",
         }
     ),
-    short_denied="IFTPh",
+    short_denied="IFTPhMLw",
     short_valued="bCfFgHIKLNTVX",
     chdir_options=frozenset({"-C", "--directory"}),
     old_style_first=True,
@@ -262,7 +269,8 @@ _SORT = ArgRules(
     long_denied=frozenset({"compress-program", "files0-from"}),
     short_valued="kotST",
 )
-_DIFF = ArgRules(program="diff", short_valued="CUDFILSxX")
+# -r would follow symlinks met below the directories given, out of the roots.
+_DIFF = ArgRules(program="diff", short_valued="CUDFILSxX", inject_front=("--no-dereference",))
 _FILES0 = frozenset({"files0-from", "dereference"})
 _DU = ArgRules(program="du", long_denied=_FILES0, short_denied="L", short_valued="BdtX")
 _WC = ArgRules(program="wc", long_denied=frozenset({"files0-from"}))

@@ -36,6 +36,11 @@ class Limits:
 
 DEFAULT_DENY_PATTERNS = (".ssh", ".env", ".git/config", "*.pem", "*.key")
 
+# Not git or tar: git runs commands a repository's configuration names (filters, fetch
+# helpers and more), and tar writes any file or symlink an archive holds, so a principal
+# that can write to its roots could run code through either. A principal may still be
+# given them (their argument rules apply), where its roots are read-only or the sandbox
+# contains what they do.
 DEFAULT_COMMANDS = (
     "ls",
     "cat",
@@ -46,7 +51,6 @@ DEFAULT_COMMANDS = (
     "find",
     "sort",
     "diff",
-    "git",
     "echo",
     "true",
     "false",
@@ -56,7 +60,6 @@ DEFAULT_COMMANDS = (
     "stat",
     "file",
     "du",
-    "tar",
 )
 
 
