@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ RETRY_S = 1.0
 # records are folded into counts (see AuditLog.record).
 MAX_BACKLOG = 100_000
 TAIL_STEP = 1 << 16  # how much of the file's end is read at a time to find its last line
+# No record comes near this (a request is at most 64 MiB): a longer last line is no record.
+MAX_RECORD_BYTES = 256 << 20
 # What a record that cannot be written whole keeps ("prev" holds the chain).
 _ALWAYS_KEPT = ("time", "principal", "tool", "task_id", "decision", "reason", "outcome", "prev")
 # What a folded record keeps of the records it counts, how much of each, and for how many
@@ -106,36 +109,43 @@ def _line_start(f: BinaryIO, end: int) -> int:
 
 
 def _last_hash(path: Path) -> str:
-    """The hash of the file's last record, whatever its length.
+    """The hash of the file's last record, whatever its length (trailing blank lines aside).
 
-    A last line without its newline is a write a crash cut short (never acknowledged):
-    it is cut off, unless it is a whole record, which gets its newline.
+    A last line without its newline after a record is a write a crash cut short (never
+    acknowledged): it is cut off, unless it is a whole record, which gets its newline. A
+    FIFO or a device (log shipping) has no tail to read: its chain starts afresh.
     """
-    if not path.exists():
+    if not path.exists() or not stat.S_ISREG(path.stat().st_mode):
         return GENESIS
-    with path.open("r+b") as f:
+    with path.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
-        if size == 0:
+        end = size
+        while end > 0 and f.seek(end - 1) >= 0 and f.read(1) == b"\n":
+            end -= 1
+        if end == 0 and size == 0:
             return GENESIS
-        f.seek(size - 1)
-        if f.read(1) != b"\n":
-            start = _line_start(f, size)
-            f.seek(start)
-            if _record_hash(f.read()) is not None:
-                f.write(b"\n")
-                size += 1
-            else:
-                log.warning("the audit log ended in a partial line; %d bytes cut", size - start)
-                f.truncate(start)
-                size = start
-        if size == 0:
-            return GENESIS
-        start = _line_start(f, size - 1)
+        start = _line_start(f, end)
+        if end - start > MAX_RECORD_BYTES:
+            raise ValueError(f"{path}: the last line is longer than any audit record")
         f.seek(start)
-        last = _record_hash(f.read(size - start))
-    if last is None:
-        raise ValueError(f"{path}: the last line is not an audit record")
-    return last
+        last = _record_hash(f.read(end - start))
+        if end < size:  # the line is complete
+            if last is None:
+                raise ValueError(f"{path}: the last line is not an audit record")
+            return last
+        if last is not None:
+            with path.open("ab") as repair:
+                repair.write(b"\n")
+            return last
+        before = _line_start(f, start - 1) if start else 0
+        f.seek(before)
+        previous = _record_hash(f.read(start - before)) if start else None
+    if previous is None:
+        raise ValueError(f"{path}: ends in a partial line that follows no audit record")
+    log.warning("the audit log ended in a partial line; %d bytes cut", end - start)
+    with path.open("r+b") as repair:
+        repair.truncate(start)
+    return previous
 
 
 def _record_hash(line: bytes) -> str | None:
@@ -285,10 +295,14 @@ class AuditLog:
 
     def _write(self, batch: list[Mapping[str, Any]]) -> None:
         lines, self._tail = self._encode(batch)
-        self._unwritten.append(lines)
-        self._unwritten_records += len(batch)
-        if self._unwritten:
-            self._append(b"".join(self._unwritten))
+        try:
+            self._append(b"".join([*self._unwritten, lines]))
+        except BaseException:
+            # Kept for the retry, and counted there rather than as being written.
+            self._unwritten.append(lines)
+            self._writing = 0
+            self._unwritten_records += len(batch)
+            raise
         self._unwritten, self._unwritten_records = [], 0
 
     def _encode(self, batch: list[Mapping[str, Any]]) -> tuple[bytes, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -18,6 +19,7 @@ from clawq_server.policy.principal import (
     Root,
 )
 
+log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 
 
@@ -170,6 +172,8 @@ def _auth(principals: list[Mapping[str, Any]], env: Mapping[str, str]) -> AuthCo
         env_name = raw.get("token_env")
         if env_name and env.get(env_name):
             claim(tokens, hash_token(env[env_name]), name, "token_env")
+        elif env_name:
+            log.info("%s cannot authenticate here: %s is not set", name, env_name)
         for subject in raw.get("cert_subjects", []):
             claim(subjects, str(subject), name, "cert_subjects")
     declared = any(raw.get(key) for raw in principals for key in _CREDENTIALS)

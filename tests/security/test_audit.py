@@ -99,6 +99,21 @@ async def test_a_restart_after_a_cut_write_continues_the_chain(tmp_path: Path, t
     assert verify(path).ok
 
 
+async def test_a_file_that_is_no_audit_log_is_left_alone(tmp_path: Path) -> None:
+    """A wrong --audit-log path (text whose last line has no newline) is refused untouched,
+    not cut; a FIFO (a log shipper) starts a chain of its own."""
+    wrong = tmp_path / "notes.txt"
+    wrong.write_bytes(b"first line\nlast line without newline")
+    with pytest.raises(ValueError, match="follows no audit record"):
+        await AuditLog(wrong).start()
+    assert wrong.read_bytes() == b"first line\nlast line without newline"
+    fifo = tmp_path / "ship"
+    os.mkfifo(fifo)
+    shipped = AuditLog(fifo)
+    await shipped.start()
+    await shipped.close()
+
+
 async def test_a_refusal_naming_a_non_utf8_file_is_answered_and_audited(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:

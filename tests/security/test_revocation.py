@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
+import orjson
 import pytest
 from google.protobuf.struct_pb2 import Struct
 
@@ -104,7 +106,8 @@ async def test_a_stream_opened_before_a_revocation_takes_no_more_batches(tmp_pat
 
 async def test_a_remote_worker_gets_no_task_of_a_removed_principal(tmp_path: Path) -> None:
     """A task alice queued before she was removed fails POLICY_DENIED when leased, instead
-    of being handed to the worker; the watch she had open ends."""
+    of being handed to the worker (audited as FAILED); ops's task leased with it is handed
+    out; the watch she had open ends."""
     async with _served(tmp_path) as (app, channel):
         tasks = ts_grpc.TaskServiceStub(channel)
         queued = (
@@ -116,10 +119,11 @@ async def test_a_remote_worker_gets_no_task_of_a_removed_principal(tmp_path: Pat
         assert update.task.state == pb.TASK_STATE_QUEUED
         _write(tmp_path / "clawq.toml", alice=False)
         assert await app.reload() == ""
+        kept = (await tasks.Submit(ts.SubmitRequest(call=_upper("ops")), metadata=OPS)).task_id
         workers = ws_grpc.WorkerServiceStub(channel)
         request = ws.LeaseRequest(worker_id="w", tools=["uppercase"], max_tasks=10)
         leased = await workers.Lease(request, metadata=OPS)
-        assert list(leased.tasks) == []
+        assert [t.task.id for t in leased.tasks] == [kept]  # in the same lease, still handed out
         [task] = await app.queue.get_many([queued], None)
         assert task.state is TaskState.FAILED
         assert task.error is not None
@@ -127,6 +131,12 @@ async def test_a_remote_worker_gets_no_task_of_a_removed_principal(tmp_path: Pat
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             await watch.read()
         assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    [record] = [r for r in _audit(tmp_path) if r.get("task_id") == queued]
+    assert (record["decision"], record["outcome"]) == ("deny", "FAILED")
+
+
+def _audit(tmp_path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
 
 
 async def test_a_reload_cannot_turn_authentication_off(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -23,12 +23,14 @@ from clawq_server.errors import (
     LeaseLost,
     PolicyDenied,
 )
-from clawq_server.model import Completion, TaskError, TaskState, utcnow
+from clawq_server.model import Completion, Task, TaskState, utcnow
 from clawq_server.model import Lease as TaskLease  # Lease is also an RPC of the servicer
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue
 from clawq_server.submission import PermissionCheck
+from clawq_server.worker.runner import completion_for_error
 
+log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_LEASE_S = 30.0
 # A lease is renewed by heartbeats; one far in the future would hold a task for good.
@@ -109,28 +111,52 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 request.worker_id, tools, request.max_tasks, lease_for, max(wait, 0.0)
             )
             if leases and not self._audit.accepting:  # it failed while this lease waited
-                for lease in leases:
-                    await self._queue.release(lease.task.id, lease.token)
+                await self._give_back(leases)
                 raise AuditUnavailable
-            granted = [lease for lease in leases if await self._still_allowed(lease)]
+            granted = await self._screened(leases)
             return ws.LeaseResponse(tasks=[_leased(lease) for lease in granted])
         except Exception as error:
             await abort(context, error)
 
-    async def _still_allowed(self, lease: TaskLease) -> bool:
-        """Policy may have changed since the task was queued (a reload removed its principal
-        or narrowed what it may do): a task it no longer allows fails POLICY_DENIED, as in
-        the in-process worker, instead of going to the worker."""
-        task = lease.task
+    async def _screened(self, leases: list[TaskLease]) -> list[TaskLease]:
+        """The leases whose tasks policy still allows. Policy may have changed since a task
+        was queued (a reload removed its principal or narrowed what it may do): such a task
+        fails here, as in the in-process worker, instead of going to the worker. Whatever
+        happens, no lease is left taken and handed to nobody."""
+        granted: list[TaskLease] = []
+        for index, lease in enumerate(leases):
+            try:
+                refusal = self._refusal(lease.task)
+                if refusal is None:
+                    granted.append(lease)
+                else:
+                    await self._fail(lease, refusal)
+            except BaseException:
+                await self._give_back([*granted, *leases[index + 1 :]])
+                raise
+        return granted
+
+    def _refusal(self, task: Task) -> Completion | None:
         principal = self._principals(task.principal)
         try:
             if principal is None:
                 raise PolicyDenied("the task's principal is no longer configured")
             self._permissions(principal, task.tool, dict(task.args))
-        except ClawqError as error:
-            failure = TaskError("PERMISSION_DENIED", error.reason, error.message)
-            with contextlib.suppress(LeaseLost):
-                await self._queue.complete(task.id, lease.token, Completion(error=failure))
+        except Exception as error:  # a check that fails for any reason fails the task alone
+            return completion_for_error(error, rerunnable=False)
+        return None
+
+    async def _fail(self, lease: TaskLease, completion: Completion) -> None:
+        """Complete a refused task, audited with what became of it."""
+        task, error = lease.task, completion.error
+        outcome = "UNKNOWN"
+        try:
+            outcome = (await self._queue.complete(task.id, lease.token, completion)).value
+        except LeaseLost:
+            outcome = "LEASE_LOST"
+        except ClawqError as failure:  # the lease then expires, and the task is screened again
+            log.warning("failing %s refused by policy failed: %s", task.id, failure.message)
+        finally:
             self._audit.record(
                 {
                     "time": utcnow().isoformat(),
@@ -139,13 +165,18 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     "args": dict(task.args),
                     "task_id": task.id,
                     "attempt": task.attempt,
-                    "decision": "deny",
-                    "reason": error.reason,
-                    "outcome": "FAILED",
+                    "decision": "deny" if error and error.code == "PERMISSION_DENIED" else "allow",
+                    "reason": error.reason if error else "",
+                    "outcome": outcome,
                 }
             )
-            return False
-        return True
+
+    async def _give_back(self, leases: list[TaskLease]) -> None:
+        for lease in leases:
+            try:
+                await self._queue.release(lease.task.id, lease.token)
+            except ClawqError as error:  # the lease then expires and the task is reclaimed
+                log.warning("giving back %s failed: %s", lease.task.id, error.message)
 
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
         """Extend leases; report the lost and the cancelled."""
