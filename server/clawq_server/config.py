@@ -96,7 +96,7 @@ def default_principal(roots: list[Path]) -> Principal:
     """The anonymous principal of a local server: the given roots, read-mostly commands."""
     return Principal(
         name=ANONYMOUS,
-        roots=tuple(Root(r.resolve()) for r in roots),
+        roots=tuple(Root.at(r.resolve()) for r in roots),
         commands=DEFAULT_COMMANDS,
         worker=True,
         admin=True,
@@ -114,7 +114,7 @@ def _limits(raw: Mapping[str, Any]) -> Limits:
 def _principal(raw: Mapping[str, Any], base: Path) -> Principal:
     name = str(raw["name"])
     roots = tuple(
-        Root((base / str(r["path"])).resolve(), bool(r.get("writable", True)))
+        Root.at((base / str(r["path"])).resolve(), bool(r.get("writable", True)))
         for r in raw.get("roots", [])
     )
     if not roots:

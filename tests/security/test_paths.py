@@ -11,6 +11,7 @@ import pytest
 from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied, ToolFailure
 from clawq_server.policy import paths
 from clawq_server.policy.principal import Root
+from clawq_server.tools.command import mounts_for
 from tests.security.conftest import INSIDE, SECRET, Tree, assert_no_secret
 
 pytestmark = pytest.mark.usefixtures("untouched")
@@ -313,3 +314,35 @@ async def test_deleting_a_directory_that_holds_a_root_is_refused(tree: Tree) -> 
     with pytest.raises(PolicyDenied, match="root"):
         await tree.call("delete_file", principal, path="sub", recursive=True)
     assert inner.is_dir()
+
+
+@pytest.mark.parametrize(("tool", "extra"), TOOLS, ids=TOOL_IDS)
+async def test_a_nested_root_swapped_for_a_symlink_is_refused(
+    tree: Tree, tool: str, extra: dict[str, Any]
+) -> None:
+    """Through the writable outer root, the nested root's parent is renamed and a symlink
+    to outside left at the nested root's path (what a command or Python run can do): the
+    nested root is refused as moved, for every tool, before anything is read or written."""
+    nested = tree.root / "sub" / "inner"
+    nested.mkdir()
+    principal = tree.with_policy(roots=(Root.at(tree.root), Root.at(nested)))
+    (tree.root / "sub").rename(tree.root / "sub-moved")
+    (tree.root / "sub").mkdir()
+    nested.symlink_to(tree.outside)
+    with pytest.raises(ToolFailure) as moved:
+        await tree.run_only(tool, principal, path=str(nested / "secret.txt"), **extra)
+    assert moved.value.reason == "ROOT_MOVED"
+    assert_no_secret(moved.value)
+
+
+def test_commands_are_not_given_a_swapped_root(tree: Tree) -> None:
+    """The sandbox would bind whatever the root's path leads to now: refused instead."""
+    nested = tree.root / "sub" / "ro"
+    nested.mkdir()
+    principal = tree.with_policy(roots=(Root.at(tree.root), Root.at(nested, writable=False)))
+    assert [m.writable for m in mounts_for(principal)] == [True, False]
+    (tree.root / "sub").rename(tree.root / "sub-moved")
+    (tree.root / "sub").mkdir()
+    nested.symlink_to(tree.outside)
+    with pytest.raises(ToolFailure, match="no longer the directory"):
+        mounts_for(principal)

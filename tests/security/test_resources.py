@@ -260,3 +260,25 @@ async def _until(condition: object, within: float = 10.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+PROC_WRITES = """
+for name in ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/stat_interval", "/proc/sysrq-trigger"):
+    try:
+        with open(name, "r+b" if "sys/" in name else "wb") as f:
+            if "sys/" in name:
+                f.write(f.read())  # the same value back: nothing changes even on a failure
+        print(name, "writable")
+    except OSError as error:
+        print(name, "refused", error.errno)
+"""
+
+
+@needs_bwrap
+async def test_kernel_settings_are_read_only_in_the_sandbox(proc_ws: ProcWorkspace) -> None:
+    """Under bubblewrap, /proc/sys and /proc/sysrq-trigger cannot be written, even by a
+    command of a server running as root."""
+    out = await ProcessRunner("bwrap").run(proc_ws.spec(PY, "-I", "-S", "-c", PROC_WRITES))
+    lines = out.stdout.decode().splitlines()
+    assert len(lines) == 3, out.stderr
+    assert all(" refused " in line for line in lines), lines

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from clawq_server.errors import FieldViolation, InvalidArgument, PolicyDenied
+from clawq_server.errors import FieldViolation, InvalidArgument, PolicyDenied, ToolFailure
 from clawq_server.policy.principal import Principal, Root
 
 NAME_MAX = 255
@@ -107,6 +107,16 @@ def _byte_length(part: str, field: str) -> int:
         return len(part.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:  # a lone surrogate no file name can hold
         raise InvalidArgument.field(field, "is not valid UTF-8") from None
+
+
+def check_root(root: Root, found: os.stat_result) -> None:
+    """Refuse a root whose path no longer leads to the directory configured (see Root)."""
+    if root.identity is not None and (found.st_dev, found.st_ino) != root.identity:
+        raise ToolFailure(
+            "FAILED_PRECONDITION",
+            "ROOT_MOVED",
+            f"root {root.path} is no longer the directory it was configured as",
+        )
 
 
 def resolve_root(root: Root) -> Path:

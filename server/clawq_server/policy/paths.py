@@ -18,6 +18,7 @@ from clawq_server.errors import ClawqError, InvalidArgument, PolicyDenied, ToolF
 from clawq_server.policy.path_rules import (
     Confined,
     check_path,
+    check_root,
     confine,
     denied_by,
     real_confine,
@@ -58,11 +59,17 @@ MAX_TREE_DEPTH = 256  # deeper trees are refused rather than risking recursion a
 def open_root(confined: Confined) -> int:
     """A directory descriptor of the confined path's root. Caller closes it."""
     try:
-        return os.open(confined.root_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(confined.root_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
         raise ToolFailure(
             "FAILED_PRECONDITION", "ROOT_UNAVAILABLE", f"root {confined.root.path} cannot be opened"
         ) from error
+    try:
+        check_root(confined.root, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_parent(confined: Confined, *, create: bool = False) -> int:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
 class Root:
-    """A directory a principal may use; read-only roots refuse writes and deletes."""
+    """A directory a principal may use; read-only roots refuse writes and deletes.
+
+    identity is the directory's (device, inode) when the configuration was loaded: a root
+    whose path later leads elsewhere (a parent renamed and a symlink left in its place,
+    which a writable root around a read-only one allows) is refused rather than followed.
+    """
 
     path: Path
     writable: bool = True
+    identity: tuple[int, int] | None = None
+
+    @classmethod
+    def at(cls, path: Path, writable: bool = True) -> Root:
+        """The root at path as it is now (no identity while it does not exist)."""
+        try:
+            found = os.stat(path)
+        except OSError:
+            return cls(path, writable)
+        return cls(path, writable, (found.st_dev, found.st_ino))
 
 
 @dataclass(frozen=True, slots=True)

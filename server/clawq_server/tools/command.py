@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 from clawq_server.errors import InvalidArgument
 from clawq_server.model import JsonObject, SideEffect, ToolResult
 from clawq_server.policy.commands import plan_command
-from clawq_server.policy.path_rules import resolve_root
+from clawq_server.policy.path_rules import check_root, resolve_root
 from clawq_server.policy.principal import Limits, Principal
 from clawq_server.tools.base import ToolContext
 from clawq_server.tools.process import ProcessRunner, ProcessSpec
@@ -66,7 +68,13 @@ COMMAND_SCHEMA: dict[str, Any] = {
 
 def mounts_for(principal: Principal) -> tuple[Mount, ...]:
     """The principal's roots as sandbox mounts (read-only roots stay read-only)."""
-    return tuple(Mount(str(resolve_root(r)), r.writable) for r in principal.roots)
+    mounts = []
+    for root in principal.roots:
+        resolved = resolve_root(root)
+        with contextlib.suppress(FileNotFoundError):  # a missing root fails its bind itself
+            check_root(root, os.stat(resolved))
+        mounts.append(Mount(str(resolved), root.writable))
+    return tuple(mounts)
 
 
 def run_spec(

@@ -158,6 +158,14 @@ def _bwrap_base() -> list[str]:
         "/usr",
         "--proc",
         "/proc",
+        # The kernel lets uid 0 write these whatever its capabilities: a root server's
+        # command could set kernel.core_pattern (run as root on the host) or reboot it.
+        "--ro-bind-try",
+        "/proc/sys",
+        "/proc/sys",
+        "--ro-bind-try",
+        "/proc/sysrq-trigger",
+        "/proc/sysrq-trigger",
         "--dev",
         "/dev",
         "--tmpfs",
