@@ -26,7 +26,7 @@ from clawq_server.errors import (
 from clawq_server.model import Completion, Task, TaskState, utcnow
 from clawq_server.model import Lease as TaskLease  # Lease is also an RPC of the servicer
 from clawq_server.policy.principal import Principal
-from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.base import TaskQueue, give_back
 from clawq_server.submission import PermissionCheck
 from clawq_server.worker.runner import completion_for_error
 
@@ -111,7 +111,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 request.worker_id, tools, request.max_tasks, lease_for, max(wait, 0.0)
             )
             if leases and not self._audit.accepting:  # it failed while this lease waited
-                await self._give_back(leases)
+                await give_back(self._queue, leases)
                 raise AuditUnavailable
             granted = await self._screened(leases)
             return ws.LeaseResponse(tasks=[_leased(lease) for lease in granted])
@@ -132,7 +132,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 else:
                     await self._fail(lease, refusal)
             except BaseException:
-                await self._give_back([*granted, *leases[index + 1 :]])
+                await give_back(self._queue, [*granted, *leases[index + 1 :]])
                 raise
         return granted
 
@@ -170,13 +170,6 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     "outcome": outcome,
                 }
             )
-
-    async def _give_back(self, leases: list[TaskLease]) -> None:
-        for lease in leases:
-            try:
-                await self._queue.release(lease.task.id, lease.token)
-            except ClawqError as error:  # the lease then expires and the task is reclaimed
-                log.warning("giving back %s failed: %s", lease.task.id, error.message)
 
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
         """Extend leases; report the lost and the cancelled."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
@@ -24,6 +25,8 @@ from clawq_server.model import (
     TaskState,
 )
 from clawq_server.queue.coalescer import Coalescer
+
+log = logging.getLogger(__name__)
 
 
 class TaskQueue(Protocol):
@@ -197,6 +200,15 @@ async def submit_one(
             refused(error)
         raise
     return outcome
+
+
+async def give_back(queue: TaskQueue, leases: Sequence[Lease]) -> None:
+    """Release leases unrun; one that cannot be released expires and is reclaimed."""
+    for lease in leases:
+        try:
+            await queue.release(lease.task.id, lease.token)
+        except ClawqError as error:
+            log.warning("giving back %s failed: %s", lease.task.id, error.message)
 
 
 async def until_done(

@@ -20,7 +20,7 @@ from clawq_server.errors import (
 )
 from clawq_server.model import Completion, Lease, SideEffect, TaskError, ToolResult
 from clawq_server.policy.principal import Principal
-from clawq_server.queue.base import TaskQueue
+from clawq_server.queue.base import TaskQueue, give_back
 from clawq_server.tools.base import ToolContext
 from clawq_server.tools.registry import ToolRegistry
 from clawq_server.worker.middleware import Next, ToolInvocation
@@ -194,19 +194,12 @@ class Worker:
                 await asyncio.sleep(0.5)
                 continue
             if leases and not self._may_lease():
-                await self._give_back(leases)  # held back while this lease waited
+                await give_back(self._queue, leases)  # held back while this lease waited
                 continue
             for lease in leases:
                 running = _Running(lease, asyncio.Event())
                 self._running[lease.task.id] = running
                 running.job = asyncio.create_task(self._run(running), name=f"task-{lease.task.id}")
-
-    async def _give_back(self, leases: list[Lease]) -> None:
-        for lease in leases:
-            try:
-                await self._queue.release(lease.task.id, lease.token)
-            except ClawqError as error:  # the lease then expires and the task is reclaimed
-                log.warning("giving back %s failed: %s", lease.task.id, error.message)
 
     async def _heartbeat_loop(self) -> None:
         lease_for = timedelta(seconds=self._settings.lease_s)
