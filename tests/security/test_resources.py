@@ -282,3 +282,17 @@ async def test_kernel_settings_are_read_only_in_the_sandbox(proc_ws: ProcWorkspa
     lines = out.stdout.decode().splitlines()
     assert len(lines) == 3, out.stderr
     assert all(" refused " in line for line in lines), lines
+
+
+@needs_bwrap
+async def test_the_supervisor_refuses_a_mount_that_leads_elsewhere(proc_ws: ProcWorkspace) -> None:
+    """A root swapped after the server's check (by another run) is caught once more just
+    before bubblewrap binds it: nothing runs."""
+    elsewhere = os.stat(proc_ws.outside)
+    moved = Mount(str(proc_ws.root), True, (elsewhere.st_dev, elsewhere.st_ino))
+    marker = proc_ws.root / "ran"
+    spec = proc_ws.spec("/bin/sh", "-c", f"touch {marker}", mounts=(moved,))
+    out = await ProcessRunner("bwrap").run(spec)
+    assert out.exit_code == 126
+    assert b"no longer the directory" in out.stderr
+    assert not marker.exists()

@@ -73,7 +73,7 @@ def mounts_for(principal: Principal) -> tuple[Mount, ...]:
         resolved = resolve_root(root)
         with contextlib.suppress(FileNotFoundError):  # a missing root fails its bind itself
             check_root(root, os.stat(resolved))
-        mounts.append(Mount(str(resolved), root.writable))
+        mounts.append(Mount(str(resolved), root.writable, root.identity))
     return tuple(mounts)
 
 

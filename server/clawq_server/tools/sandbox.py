@@ -67,10 +67,15 @@ class RLimits:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """A host directory made visible to the command at the same path."""
+    """A host directory made visible to the command at the same path.
+
+    identity, when known, is the (device, inode) the path must still lead to when bwrap
+    binds it (see Root): checked by the supervisor just before bwrap starts.
+    """
 
     path: str
     writable: bool
+    identity: tuple[int, int] | None = None
 
 
 @cache
@@ -129,6 +134,7 @@ class Sandbox:
         config = {
             "mode": self.mode.value,
             "argv": inner,
+            "identities": [[m.path, *m.identity] for m in mounts if m.identity],
             "limits": asdict(limits),
             "cgroup": cgroup,
             "parent": os.getpid(),

@@ -119,6 +119,19 @@ def _supervise(argv: list[str], limits: dict[str, int]) -> None:
     _mirror(status)
 
 
+def _check_identities(identities: list[list[object]]) -> None:
+    """Exit before bwrap binds a root whose path leads elsewhere than it was configured to:
+    the server checked too, but another run may have swapped it since."""
+    for path, device, inode in identities:
+        try:
+            found = os.stat(str(path))
+        except OSError:
+            continue  # bwrap fails on its own
+        if (found.st_dev, found.st_ino) != (device, inode):
+            os.write(2, f"clawq: root {path} is no longer the directory it was\n".encode())
+            os._exit(126)
+
+
 def _mirror(status: int) -> None:
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
@@ -141,6 +154,7 @@ def main(raw: str) -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != config["parent"]:
             os._exit(125)
+        _check_identities(config["identities"])
         _set_limits(config["limits"])
         os.execv(config["argv"][0], config["argv"])  # noqa: S606 - the bwrap argv we built
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
