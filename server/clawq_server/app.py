@@ -150,7 +150,9 @@ async def build_app(
     await queue.start()
     audit = await _open_audit(config)
     sink: AuditSink = audit if audit is not None else NullAudit()
-    tools = builtin.build(config.sandbox, config.remote_tools)
+    tools = builtin.build(
+        config.sandbox, config.remote_tools, python_without_sandbox=config.python_without_sandbox
+    )
     cache = open_cache(config, tools.registry)
     app = App(
         config,

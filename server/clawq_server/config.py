@@ -82,6 +82,9 @@ class Config:
     redact_patterns: tuple[str, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
     sandbox: str = "auto"
+    # execute_python outside bubblewrap runs as the worker's user, uncontained: refused
+    # unless the operator says so.
+    python_without_sandbox: bool = False
     grace_s: float = 10.0
     remote_tools: tuple[
         Mapping[str, Any], ...
@@ -215,6 +218,7 @@ def load(path: Path | None, env: Mapping[str, str], **flags: Any) -> Config:
         redact_patterns=tuple(raw.get("audit", {}).get("redact_patterns", ())),
         cache=_cache(raw.get("cache", {})),
         sandbox=str(server.get("sandbox", "auto")),
+        python_without_sandbox=bool(server.get("python_without_sandbox", False)),
         remote_tools=tuple(raw.get("tools", [])),
         source=path,
     )

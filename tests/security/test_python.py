@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import clawq
+from clawq_server import config
 from clawq_server.errors import InvalidArgument, PolicyDenied
 from clawq_server.policy.python import check_python
 from clawq_server.tools.process import ProcessRunner
 from clawq_server.tools.python import ExecutePythonTool, system_python
+from tests.conftest import ServerFactory
 from tests.security.helpers_proc import PROC_SECRET, ProcWorkspace, needs_bwrap
 
 pytest_plugins = ["tests.security.proc_fixtures"]
@@ -89,9 +94,22 @@ async def test_python_disabled_is_refused(proc_ws: ProcWorkspace) -> None:
         await tool.run({"code": "print(1)"}, proc_ws.ctx())
 
 
+async def test_python_outside_bubblewrap_needs_the_operator(proc_ws: ProcWorkspace) -> None:
+    """In subreaper mode nothing contains the code: refused unless python_without_sandbox."""
+    principal = proc_ws.principal(python_enabled=True)
+    refused = ExecutePythonTool(ProcessRunner("subreaper"))
+    with pytest.raises(PolicyDenied, match="needs the bwrap sandbox"):
+        refused.check(principal, {"code": "print(1)"})
+    with pytest.raises(PolicyDenied, match="needs the bwrap sandbox"):
+        await refused.run({"code": "print(1)"}, proc_ws.ctx(principal))
+    accepted = ExecutePythonTool(ProcessRunner("subreaper"), without_sandbox=True)
+    result = await accepted.run({"code": "print(1)"}, proc_ws.ctx(principal))
+    assert result.output == b"1\n"
+
+
 async def test_python_runs_when_enabled(proc_ws: ProcWorkspace, mode: str) -> None:
     """Allowed code runs in a separate interpreter and returns its output."""
-    tool = ExecutePythonTool(ProcessRunner(mode))
+    tool = ExecutePythonTool(ProcessRunner(mode), without_sandbox=True)
     principal = proc_ws.principal(python_enabled=True)
     code = "import math\nprint(math.factorial(5))"
     result = await tool.run({"code": code}, proc_ws.ctx(principal))
@@ -100,7 +118,7 @@ async def test_python_runs_when_enabled(proc_ws: ProcWorkspace, mode: str) -> No
 
 async def test_python_exception_is_a_result(proc_ws: ProcWorkspace, mode: str) -> None:
     """An exception in the code is a non-zero exit with the traceback on stderr."""
-    tool = ExecutePythonTool(ProcessRunner(mode))
+    tool = ExecutePythonTool(ProcessRunner(mode), without_sandbox=True)
     principal = proc_ws.principal(python_enabled=True)
     result = await tool.run({"code": "1 / 0"}, proc_ws.ctx(principal))
     assert result.exit_code == 1
@@ -109,7 +127,7 @@ async def test_python_exception_is_a_result(proc_ws: ProcWorkspace, mode: str) -
 
 async def test_python_timeout_kills_it(proc_ws: ProcWorkspace, mode: str) -> None:
     """An endless loop is killed at its timeout and reported so."""
-    tool = ExecutePythonTool(ProcessRunner(mode))
+    tool = ExecutePythonTool(ProcessRunner(mode), without_sandbox=True)
     principal = proc_ws.principal(python_enabled=True)
     result = await tool.run({"code": "while True: pass", "timeout_s": 0.5}, proc_ws.ctx(principal))
     assert result.payload is not None
@@ -190,3 +208,31 @@ async def test_escape_cannot_outlive_its_timeout(proc_ws: ProcWorkspace) -> None
         proc_ws.spec(system_python(), "-I", "-S", "-c", code, timeout_s=0.5)
     )
     assert out.timed_out
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+async def test_the_server_setting_reaches_the_tool(
+    server_factory: ServerFactory, accepted: bool
+) -> None:
+    """`python_without_sandbox` in the configuration decides for a subreaper server."""
+    async with (
+        server_factory(
+            sandbox="subreaper",
+            python_without_sandbox=accepted,
+            principal_overrides={"python_enabled": True},
+        ) as served,
+        clawq.AsyncClient(served.target) as client,
+    ):
+        if accepted:
+            assert (await client.execute("execute_python", code="print(2)")).output == "2\n"
+        else:
+            with pytest.raises(clawq.PermissionDenied, match="needs the bwrap sandbox"):
+                await client.execute("execute_python", code="print(2)")
+
+
+def test_the_setting_is_read_from_the_file(tmp_path: Path) -> None:
+    """[server] python_without_sandbox = true is loaded; it is off by default."""
+    path = tmp_path / "clawq.toml"
+    path.write_text("[server]\npython_without_sandbox = true\n")
+    assert config.load(path, {}).python_without_sandbox
+    assert not config.load(None, {}).python_without_sandbox

@@ -32,10 +32,16 @@ class Toolset:
         return frozenset(self.registry.names()) - self.local
 
 
-def build(sandbox: str = "auto", remote: Sequence[Mapping[str, Any]] = ()) -> Toolset:
+def build(
+    sandbox: str = "auto",
+    remote: Sequence[Mapping[str, Any]] = (),
+    *,
+    python_without_sandbox: bool = False,
+) -> Toolset:
     """Every built-in tool (and plugins from entry points) with their static checks."""
     runner = ProcessRunner(None if sandbox == "auto" else sandbox)
-    command, python = ExecuteCommandTool(runner), ExecutePythonTool(runner)
+    command = ExecuteCommandTool(runner)
+    python = ExecutePythonTool(runner, without_sandbox=python_without_sandbox)
     registry = ToolRegistry()
     checks: dict[str, ArgumentCheck] = {}
     builtins: list[CheckedTool] = [*file_tools(), command, python]

@@ -14,6 +14,7 @@ from clawq_server.policy.python import check_python
 from clawq_server.tools.base import ToolContext
 from clawq_server.tools.command import RUN_PROPERTIES, run_spec
 from clawq_server.tools.process import ProcessRunner
+from clawq_server.tools.sandbox import SandboxMode
 from clawq_server.tools.schema import compile_schema
 
 # The code travels as one argv string, which Linux caps at 128 KiB.
@@ -41,8 +42,9 @@ def system_python() -> str:
 class ExecutePythonTool:
     """Runs Python code with ``python -I -S`` under the same sandbox and limits as commands.
 
-    Refused unless the principal has python_enabled. The static check (policy/python.py)
-    refuses obvious abuse early; the sandbox is the boundary.
+    Refused unless the principal has python_enabled, and outside bubblewrap unless the
+    operator allowed it (without_sandbox): the static check (policy/python.py) refuses
+    obvious abuse early, but only the sandbox is a boundary.
     """
 
     name = "execute_python"
@@ -54,9 +56,16 @@ class ExecutePythonTool:
     cacheable = False
     schema: JsonObject = PYTHON_SCHEMA
 
-    def __init__(self, runner: ProcessRunner, *, interpreter: str | None = None) -> None:
+    def __init__(
+        self,
+        runner: ProcessRunner,
+        *,
+        interpreter: str | None = None,
+        without_sandbox: bool = False,
+    ) -> None:
         """Run code with ``interpreter`` (default: python3 from the fixed PATH)."""
         self._runner = runner
+        self._contained = runner.sandbox_name == SandboxMode.BWRAP.value or without_sandbox
         self._interpreter = interpreter or system_python()
         self._validate = compile_schema(PYTHON_SCHEMA)
 
@@ -76,6 +85,12 @@ class ExecutePythonTool:
     def _checked(self, principal: Principal, args: JsonObject) -> dict[str, Any]:
         if not principal.python_enabled:
             raise PolicyDenied(f"execute_python is not enabled for principal {principal.name!r}")
+        if not self._contained:
+            raise PolicyDenied(
+                f"execute_python needs the bwrap sandbox; this server runs "
+                f"{self._runner.sandbox_name!r} (python_without_sandbox = true in [server] "
+                "accepts that)"
+            )
         checked = self._validate(args)
         code: str = checked["code"]
         if len(code.encode()) > MAX_CODE_BYTES:
