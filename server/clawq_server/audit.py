@@ -90,6 +90,17 @@ class Redactor:
         return value
 
 
+def new_record(principal: str, tool: str, args: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """An audit record: now, who, which tool with which arguments, then fields."""
+    return {
+        "time": utcnow().isoformat(),
+        "principal": principal,
+        "tool": tool,
+        "args": dict(args),
+        **fields,
+    }
+
+
 def chain_hash(prev: str, body: bytes) -> str:
     """The hash linking a record body to the one before it."""
     return hashlib.sha256(prev.encode() + body).hexdigest()

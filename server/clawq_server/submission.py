@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import orjson
 
-from clawq_server.audit import AuditSink
+from clawq_server.audit import AuditSink, new_record
 from clawq_server.errors import AuditUnavailable, BackendUnavailable, ClawqError, InvalidArgument
 from clawq_server.model import NO_DELAY, Call, JsonObject, NewTask, RetryPolicy, utcnow
 from clawq_server.policy.limits import RateLimiter
@@ -162,14 +162,16 @@ class Admission:
         if isinstance(error, BackendUnavailable) and error.maybe_applied:
             for item in admitted:
                 self._audit.record(
-                    {
-                        **self._call_record(principal, item.task.tool, dict(item.call.args)),
-                        "task_id": item.task.id,
-                        "decision": "allow",
-                        "reason": error.reason,
-                        "message": error.message,
-                        "outcome": "UNKNOWN",
-                    }
+                    new_record(
+                        principal.name,
+                        item.task.tool,
+                        item.call.args,
+                        task_id=item.task.id,
+                        decision="allow",
+                        reason=error.reason,
+                        message=error.message,
+                        outcome="UNKNOWN",
+                    )
                 )
             return
         self._limiter.give_back(principal, len(admitted) - charged)
@@ -195,39 +197,34 @@ class Admission:
         While the log is behind, a refusal keeps a digest of the arguments instead of them:
         what it holds in memory meanwhile must not grow with what callers send.
         """
-        kept = _digest(args) if isinstance(error, AuditUnavailable) else dict(args)
+        kept = _digest(args) if isinstance(error, AuditUnavailable) else args
         self._audit.record(
-            {
-                **self._call_record(principal, tool[:MAX_AUDITED_TOOL], kept),
-                "decision": "deny",
-                "reason": error.reason,
-                "message": error.message,
-                "outcome": "REFUSED",
-            }
+            new_record(
+                principal.name,
+                tool[:MAX_AUDITED_TOOL],
+                kept,
+                decision="deny",
+                reason=error.reason,
+                message=error.message,
+                outcome="REFUSED",
+            )
         )
 
     def audit_cached(self, principal: Principal, task: NewTask, args: JsonObject) -> None:
         """Record a call answered from the cache (it never reaches a worker's audit link)."""
         self._audit.record(
-            {
-                **self._call_record(principal, task.tool, dict(args)),
-                "task_id": task.id,
-                "decision": "allow",
-                "reason": "",
-                "outcome": "SUCCEEDED",
-                "cached": True,
-                "duration_ms": 0.0,
-            }
+            new_record(
+                principal.name,
+                task.tool,
+                args,
+                task_id=task.id,
+                decision="allow",
+                reason="",
+                outcome="SUCCEEDED",
+                cached=True,
+                duration_ms=0.0,
+            )
         )
-
-    @staticmethod
-    def _call_record(principal: Principal, tool: str, args: JsonObject) -> dict[str, object]:
-        return {
-            "time": utcnow().isoformat(),
-            "principal": principal.name,
-            "tool": tool,
-            "args": args,
-        }
 
     def _admit(
         self, principal: Principal, call: Call, now: datetime, task_id: str, *, rate: bool = True

@@ -50,7 +50,7 @@ class Tasks:
                 principal, 1, partial(submit_one, self._queue, admitted.task)
             )
         except ClawqError as error:
-            self._refuse_all(principal, [admitted], error, charged=1)
+            self._admission.unstored(principal, [admitted], error, charged=1)
             raise
 
     async def submit_batch(
@@ -62,7 +62,7 @@ class Tasks:
         refusal = next((item for item in checked if isinstance(item, ClawqError)), None)
         if refusal is not None:
             # The refused call keeps its token; the calls refused with it get theirs back.
-            self._refuse_all(principal, admitted, refusal, charged=0)
+            self._admission.unstored(principal, admitted, refusal, charged=0)
             raise refusal
         try:
             stored = await self._store(principal, admitted, atomic=True)
@@ -132,14 +132,14 @@ class Tasks:
             return cached
         deadline = time.monotonic() + timeout
         if principal.max_queued <= 0:
-            refused = partial(self._refuse_all, principal, [admitted], charged=1)
+            refused = partial(self._admission.unstored, principal, [admitted], charged=1)
             return await self._queue.submit_and_wait(admitted.task, timeout, refused=refused)
         # The room is held until the task is stored, not while it runs.
         store = partial(submit_one, self._queue, admitted.task)
         try:
             stored = await self._in_room(principal, 1, store)
         except ClawqError as error:
-            self._refuse_all(principal, [admitted], error, charged=1)
+            self._admission.unstored(principal, [admitted], error, charged=1)
             raise
         remaining = max(0.0, deadline - time.monotonic())
         return await self._queue.wait(stored.task_id, principal.name, remaining)
@@ -217,7 +217,7 @@ class Tasks:
             )
         except ClawqError as error:
             # One token stays spent: every refused request costs, however it is refused.
-            self._refuse_all(principal, admitted, error, charged=1)
+            self._admission.unstored(principal, admitted, error, charged=1)
             raise
         out: list[SubmitOutcome | ClawqError] = []
         for item, result in zip(admitted, results, strict=True):
@@ -228,11 +228,6 @@ class Tasks:
             else:
                 out.append(result)
         return out
-
-    def _refuse_all(
-        self, principal: Principal, admitted: Sequence[Admitted], error: ClawqError, *, charged: int
-    ) -> None:
-        self._admission.unstored(principal, admitted, error, charged=charged)
 
     def _admit(
         self, principal: Principal, calls: Sequence[Call | InvalidArgument]

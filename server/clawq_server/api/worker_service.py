@@ -15,7 +15,7 @@ from clawq.v1 import worker_service_pb2_grpc as ws_grpc
 from clawq_server.api import convert
 from clawq_server.api.auth import Authenticator, PrincipalLookup
 from clawq_server.api.status import abort
-from clawq_server.audit import AuditSink
+from clawq_server.audit import AuditSink, new_record
 from clawq_server.errors import (
     AuditUnavailable,
     ClawqError,
@@ -23,7 +23,7 @@ from clawq_server.errors import (
     LeaseLost,
     PolicyDenied,
 )
-from clawq_server.model import Completion, Task, TaskState, utcnow
+from clawq_server.model import Completion, Task, TaskState
 from clawq_server.model import Lease as TaskLease  # Lease is also an RPC of the servicer
 from clawq_server.policy.principal import Principal
 from clawq_server.queue.base import TaskQueue, give_back
@@ -158,17 +158,16 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             log.warning("failing %s refused by policy failed: %s", task.id, failure.message)
         finally:
             self._audit.record(
-                {
-                    "time": utcnow().isoformat(),
-                    "principal": task.principal,
-                    "tool": task.tool,
-                    "args": dict(task.args),
-                    "task_id": task.id,
-                    "attempt": task.attempt,
-                    "decision": "deny" if error and error.code == "PERMISSION_DENIED" else "allow",
-                    "reason": error.reason if error else "",
-                    "outcome": outcome,
-                }
+                new_record(
+                    task.principal,
+                    task.tool,
+                    task.args,
+                    task_id=task.id,
+                    attempt=task.attempt,
+                    decision="deny" if error and error.code == "PERMISSION_DENIED" else "allow",
+                    reason=error.reason if error else "",
+                    outcome=outcome,
+                )
             )
 
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
@@ -208,35 +207,33 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         task = found[0] if found else None
         error = request.error if request.HasField("error") else None
         self._audit.record(
-            {
-                "time": utcnow().isoformat(),
-                "principal": task.principal if task else "",
-                "worker": worker.name,
-                "tool": task.tool if task else "",
-                "args": dict(task.args) if task else {},
-                "task_id": request.lease.task_id,
-                "attempt": task.attempt if task else 0,
-                "decision": "allow",
-                "reason": error.reason if error else "",
-                "outcome": state.value,
-            }
+            new_record(
+                task.principal if task else "",
+                task.tool if task else "",
+                task.args if task else {},
+                worker=worker.name,
+                task_id=request.lease.task_id,
+                attempt=task.attempt if task else 0,
+                decision="allow",
+                reason=error.reason if error else "",
+                outcome=state.value,
+            )
         )
 
     def _audit_refusal(
         self, worker: Principal, request: ws.CompleteRequest, error: ClawqError
     ) -> None:
         self._audit.record(
-            {
-                "time": utcnow().isoformat(),
-                "principal": worker.name,
-                "tool": "",
-                "args": {},
-                "task_id": request.lease.task_id[:64],
-                "decision": "deny",
-                "reason": error.reason,
-                "message": error.message[:512],
-                "outcome": "REFUSED",
-            }
+            new_record(
+                worker.name,
+                "",
+                {},
+                task_id=request.lease.task_id[:64],
+                decision="deny",
+                reason=error.reason,
+                message=error.message[:512],
+                outcome="REFUSED",
+            )
         )
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from clawq_server.audit import AuditSink
+from clawq_server.audit import AuditSink, new_record
 from clawq_server.errors import ClawqError, ToolFailure
-from clawq_server.model import JsonObject, Task, ToolResult, utcnow
+from clawq_server.model import JsonObject, Task, ToolResult
 from clawq_server.tools.base import Tool, ToolContext
 from clawq_server.tools.registry import ToolRegistry
 
@@ -101,18 +101,17 @@ class Audit:
             raise
         finally:
             self._sink.record(
-                {
-                    "time": utcnow().isoformat(),
-                    "principal": call.task.principal,
-                    "tool": call.tool.name,
-                    "args": dict(call.args),
-                    "task_id": call.task.id,
-                    "attempt": call.task.attempt,
-                    "decision": "deny" if reason == "POLICY_DENIED" else "allow",
-                    "reason": reason,
-                    "outcome": outcome,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                }
+                new_record(
+                    call.task.principal,
+                    call.tool.name,
+                    call.args,
+                    task_id=call.task.id,
+                    attempt=call.task.attempt,
+                    decision="deny" if reason == "POLICY_DENIED" else "allow",
+                    reason=reason,
+                    outcome=outcome,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
             )
 
 
