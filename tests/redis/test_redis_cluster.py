@@ -403,8 +403,10 @@ async def test_a_submit_whose_reply_is_lost_is_audited_with_its_task_id(
     server_factory: ServerFactory, private_redis: RedisServer, tmp_path: Path
 ) -> None:
     """Redis is stopped past the server's socket timeout (5 s) with a Submit and an Execute
-    in its socket, then goes on and applies them: each caller hears that it may have taken
-    effect, and each audit record is not a refusal but the task's id with outcome UNKNOWN."""
+    on their way, then goes on: each caller hears that it may have taken effect, and each
+    audit record is not a refusal but the task's id with outcome UNKNOWN. Whether Redis then
+    applies a call depends on how far it got (a fresh connection's handshake may be what
+    timed out), so what is checked is that every task it did store is one of those ids."""
     async with server_factory(
         backend_url=private_redis.url, redis_prefix=unique_prefix(), workers=0
     ) as served:
@@ -424,14 +426,14 @@ async def test_a_submit_whose_reply_is_lost_is_audited_with_its_task_id(
                 assert isinstance(outcome, clawq.Unavailable)
                 assert "may have taken effect" in str(outcome)
 
-            async def listed() -> list[clawq.Task]:
-                return [task async for page in client.list_tasks() for task in page]
-
-            stored = await eventually(listed, lambda tasks: len(tasks) == 3)
+            probe = redis.asyncio.Redis.from_url(private_redis.url)
+            await probe.ping()  # answered once Redis has read what was waiting for it
+            await probe.aclose()
+            stored = [task async for page in client.list_tasks() for task in page]
     late = {task.id for task in stored if task.tool == "write_file"}
     records = [r for r in _audit(tmp_path / "audit.jsonl") if r["tool"] == "write_file"]
-    assert len(late) == len(records) == 2
-    assert {r["task_id"] for r in records} == late
+    assert len({r["task_id"] for r in records}) == len(records) == 2
+    assert late <= {r["task_id"] for r in records}
     for record in records:
         assert record["outcome"] == "UNKNOWN"
         assert (record["decision"], record["reason"]) == ("allow", "OUTCOME_UNKNOWN")
